@@ -1,0 +1,70 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers, lowest first: CacheProgWire (protocol types and codec, no I/O) → CacheProg (server,
+// middleware, client) → ChunkStore (chunked, compressed, deduplicated storage; knows nothing of
+// the protocol) → ChunkCache (the handler joining the two) → chunkcache (the command-line tool).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "ChunkCache",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "CacheProgWire", targets: ["CacheProgWire"]),
+        .library(name: "CacheProg", targets: ["CacheProg"]),
+        .library(name: "ChunkStore", targets: ["ChunkStore"]),
+        .executable(name: "chunkcache", targets: ["ChunkCacheCLI"]),
+        .executable(name: "cacheprog-disk", targets: ["CacheProgDisk"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+
+        .target(name: "Digests", dependencies: ["CLibCrypto"]),
+        .target(name: "CacheProgWire", dependencies: ["Digests"]),
+        .target(
+            name: "CacheProg",
+            dependencies: [
+                "CacheProgWire", "Digests",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(name: "ChunkStore", dependencies: ["CZstd", "CZlib", "Digests"]),
+        .target(
+            name: "ChunkCache",
+            dependencies: [
+                "CacheProg", "ChunkStore",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "ChunkCacheCLI",
+            dependencies: [
+                "ChunkCache",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "CacheProgDisk",
+            dependencies: [
+                "CacheProg",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        .testTarget(name: "CacheProgWireTests", dependencies: ["CacheProgWire"]),
+        .testTarget(name: "CacheProgTests", dependencies: ["CacheProg"]),
+        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
+        .testTarget(name: "ChunkCacheTests", dependencies: ["ChunkCache", "CacheProg"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings
+}
