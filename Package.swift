@@ -29,14 +29,15 @@ let package = Package(
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "Digests", dependencies: ["CLibCrypto"]),
+        .target(name: "FileIO"),
         .target(name: "CacheProgWire", dependencies: ["Digests"]),
         .target(
             name: "CacheProg",
             dependencies: [
-                "CacheProgWire", "Digests",
+                "CacheProgWire", "Digests", "FileIO",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .target(name: "ChunkStore", dependencies: ["CZstd", "CZlib", "Digests"]),
+        .target(name: "ChunkStore", dependencies: ["CZstd", "CZlib", "Digests", "FileIO"]),
         .target(
             name: "ChunkCache",
             dependencies: [

@@ -1,0 +1,82 @@
+import Dispatch
+import FileIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A program started with pipes to its standard input and output (standard error is shared
+/// with this process, as the go command does).
+struct ChildProcess: Sendable {
+    let pid: pid_t
+    /// Write end of the child's standard input.
+    let input: FileDescriptor
+    /// Read end of the child's standard output.
+    let output: FileDescriptor
+
+    /// Starts `arguments[0]` (searched in PATH) with `arguments`, and `environment` if given.
+    static func launch(_ arguments: [String], environment: [String: String]?) throws -> ChildProcess {
+        precondition(!arguments.isEmpty, "no program to launch")
+        var toChild: [Int32] = [0, 0]
+        var fromChild: [Int32] = [0, 0]
+        guard pipe(&toChild) == 0 else { throw SystemError("pipe") }
+        guard pipe(&fromChild) == 0 else {
+            close(toChild[0]); close(toChild[1])
+            throw SystemError("pipe")
+        }
+        // The parent's ends must not leak into the child.
+        _ = fcntl(toChild[1], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fromChild[0], F_SETFD, FD_CLOEXEC)
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        posix_spawn_file_actions_addclose(&actions, toChild[0])
+        posix_spawn_file_actions_addclose(&actions, fromChild[1])
+
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let environmentList: [String]
+        if let environment {
+            environmentList = environment.map { "\($0.key)=\($0.value)" }
+        } else {
+            var list: [String] = []
+            var pointer = environ
+            while let entry = pointer.pointee {
+                list.append(String(decoding: UnsafeRawBufferPointer(start: entry, count: strlen(entry)), as: UTF8.self))
+                pointer += 1
+            }
+            environmentList = list
+        }
+        let envp = environmentList.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, arguments[0], &actions, nil, argv, envp)
+        close(toChild[0])
+        close(fromChild[1])
+        guard result == 0 else {
+            close(toChild[1]); close(fromChild[0])
+            throw SystemError("posix_spawn", path: arguments[0], code: result)
+        }
+        return ChildProcess(pid: pid, input: FileDescriptor(rawValue: toChild[1]), output: FileDescriptor(rawValue: fromChild[0]))
+    }
+
+    /// Waits for the child to exit; returns its exit status (128 + signal if killed).
+    func wait() async -> Int32 {
+        let pid = self.pid
+        return await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) == -1, errno == EINTR {}
+                let signal = status & 0x7F
+                continuation.resume(returning: signal == 0 ? (status >> 8) & 0xFF : 128 + signal)
+            }
+        }
+    }
+
+    /// Sends `signal` (SIGKILL by default).
+    func kill(_ signal: Int32 = SIGKILL) { _ = Glibc.kill(pid, signal) }
+}
