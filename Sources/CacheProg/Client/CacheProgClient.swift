@@ -130,7 +130,23 @@ public final class CacheProgClient: Sendable {
             outcome = .failure(error)
             child.kill()
         }
-        let status = await child.wait()
+        // The program's output has ended (or it was killed); give it the same grace to exit.
+        let status = await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await child.wait() }
+            group.addTask {
+                try? await Task.sleep(for: exitTimeout)
+                if !Task.isCancelled { child.kill() }
+                return nil
+            }
+            var status: Int32 = 0
+            for await value in group {
+                if let value {
+                    status = value
+                    group.cancelAll()
+                }
+            }
+            return status
+        }
         child.output.close()
         return (try outcome.get(), status)
     }

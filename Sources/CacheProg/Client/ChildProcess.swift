@@ -1,9 +1,13 @@
 import Dispatch
 import FileIO
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Serialises pipe creation and spawning in this process (see `launch`).
+private let spawnLock = Mutex(())
 
 /// A program started with pipes to its standard input and output (standard error is shared
 /// with this process, as the go command does).
@@ -17,16 +21,21 @@ struct ChildProcess: Sendable {
     /// Starts `arguments[0]` (searched in PATH) with `arguments`, and `environment` if given.
     static func launch(_ arguments: [String], environment: [String: String]?) throws -> ChildProcess {
         precondition(!arguments.isEmpty, "no program to launch")
+        return try spawnLock.withLock { _ in try launchLocked(arguments, environment: environment) }
+    }
+
+    private static func launchLocked(_ arguments: [String], environment: [String: String]?) throws -> ChildProcess {
         var toChild: [Int32] = [0, 0]
         var fromChild: [Int32] = [0, 0]
+        // All four ends are close-on-exec, set while holding `spawnLock`, so a program launched
+        // concurrently from another task does not inherit them (and keep a pipe open after this
+        // child exits). The child's own ends lose the flag when dup2 moves them to 0 and 1.
         guard pipe(&toChild) == 0 else { throw SystemError("pipe") }
         guard pipe(&fromChild) == 0 else {
             close(toChild[0]); close(toChild[1])
             throw SystemError("pipe")
         }
-        // The parent's ends must not leak into the child.
-        _ = fcntl(toChild[1], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fromChild[0], F_SETFD, FD_CLOEXEC)
+        for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
 
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

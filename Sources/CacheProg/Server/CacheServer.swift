@@ -9,7 +9,7 @@ import Logging
 /// and answers each as it completes (so in any order), through one writer. A request it cannot
 /// read is answered with `Err` when its ID is known. `close` waits for everything in flight, is
 /// answered, and ends `run`; so does the end of input (what `go list` does instead of `close`).
-public struct CacheServer<Handler: CacheHandler>: Sendable {
+public struct CacheServer: Sendable {
     /// Limits and places.
     public struct Configuration: Sendable {
         /// Requests handled at once; more wait in order.
@@ -41,13 +41,11 @@ public struct CacheServer<Handler: CacheHandler>: Sendable {
     /// The commands this server advertises.
     public static var knownCommands: [Command] { [.get, .put, .close] }
 
-    private let handler: Handler
     private let responder: Responder
     private let configuration: Configuration
     private let logger: Logger
 
-    public init(handler: Handler, middleware: [any CacheMiddleware] = [], configuration: Configuration = Configuration(), logger: Logger = Logger(label: "cacheprog")) {
-        self.handler = handler
+    public init(handler: some CacheHandler, middleware: [any CacheMiddleware] = [], configuration: Configuration = Configuration(), logger: Logger = Logger(label: "cacheprog")) {
         self.responder = Responder(handler: handler, middleware: middleware)
         self.configuration = configuration
         self.logger = logger

@@ -1,0 +1,145 @@
+import CacheProg
+import FileIO
+import Synchronization
+import Testing
+
+@Suite("Server and client in one process")
+struct ServerClientTests {
+    @Test("a put is then a hit with the same output ID, size, time and a file holding the body")
+    func putThenGet() async throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileSystem.removeTree(dir) }
+        let body = pseudoRandomBytes(100_000, seed: 3)  // over the in-memory limit: spooled to a file
+        let (result, ending) = try await withInMemoryServer(MemoryCache(directory: dir), spool: dir) { client in
+            let before = try await client.get(actionID(1))
+            #expect(before == nil)
+            let stored = try await client.put(actionID(1), body: body)
+            let found = try await client.get(actionID(1))
+            let entry = try #require(found)
+            try await client.close()
+            return (stored, entry)
+        }
+        let (stored, entry) = result
+        #expect(ending == .closed)
+        #expect(entry.outputID == OutputID(of: body))
+        #expect(entry.size == 100_000)
+        #expect(entry.time != nil)
+        #expect(try FileSystem.readFile(entry.diskPath) == body)
+        #expect(stored.diskPath == entry.diskPath)
+        #expect(try FileSystem.contentsOfDirectory(dir).allSatisfy { !$0.hasSuffix(".tmp") })
+    }
+
+    @Test("1,000 concurrent mixed requests, answered out of order, each matched to its ID")
+    func thousandConcurrent() async throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileSystem.removeTree(dir) }
+        let cache = MemoryCache(directory: dir, jitter: true)
+        let (mismatches, _) = try await withInMemoryServer(cache, spool: dir) { client in
+            try await withThrowingTaskGroup(of: Int.self) { group in
+                for n in 0..<500 {
+                    group.addTask {
+                        let body = pseudoRandomBytes(n * 37 % 9000, seed: UInt64(n))
+                        let stored = try await client.put(actionID(n), body: body)
+                        return try FileSystem.readFile(stored.diskPath) == body ? 0 : 1
+                    }
+                    group.addTask {
+                        // A get racing the put of the same action: a miss or the right entry.
+                        guard let entry = try await client.get(actionID(n)) else { return 0 }
+                        return entry.outputID == OutputID(of: pseudoRandomBytes(n * 37 % 9000, seed: UInt64(n))) ? 0 : 1
+                    }
+                }
+                return try await group.reduce(0, +)
+            }
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test("end of input without close ends the run normally, after in-flight work")
+    func endOfInputWithoutClose() async throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileSystem.removeTree(dir) }
+        let cache = MemoryCache(directory: dir)
+        let (_, ending) = try await withInMemoryServer(cache, spool: dir) { client in
+            _ = try await client.put(actionID(1), body: [1, 2, 3])
+        }
+        #expect(ending == .endOfInput)
+        #expect(cache.closes.current == 0)
+    }
+
+    @Test("middleware runs in order: the first sees the request first and the result last")
+    func middlewareOrder() async throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileSystem.removeTree(dir) }
+        let trace = TraceLog()
+        let metrics = ServerMetrics()
+        let middleware: [any CacheMiddleware] = [
+            Tracing(name: "outer", trace: trace), Tracing(name: "inner", trace: trace), MetricsMiddleware(metrics: metrics),
+        ]
+        _ = try await withInMemoryServer(MemoryCache(directory: dir), middleware: middleware, spool: dir) { client in
+            _ = try await client.get(actionID(7))
+            _ = try await client.put(actionID(7), body: [9, 9])
+            _ = try await client.get(actionID(7))
+        }
+        #expect(trace.entries.prefix(4) == ["outer>get", "inner>get", "inner<get", "outer<get"])
+        let totals = metrics.snapshot()
+        #expect(totals[.get]?.count == 2)
+        #expect(totals[.get]?.hits == 1)
+        #expect(totals[.get]?.misses == 1)
+        #expect(totals[.put]?.bytes == 2)
+    }
+
+    @Test("middleware can answer for the handler")
+    func middlewareShortCircuit() async throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileSystem.removeTree(dir) }
+        _ = try await withInMemoryServer(MemoryCache(directory: dir), middleware: [ReadOnly()], spool: dir) { client in
+            let refused = await #expect(throws: CacheProgClient.Failure.self) { try await client.put(actionID(1), body: [1]) }
+            #expect(refused?.code == .requestFailed)
+            let entry = try await client.get(actionID(1))
+            #expect(entry == nil)
+        }
+    }
+
+    @Test("a handler error becomes Err and the server keeps serving")
+    func handlerErrorIsErr() async throws {
+        let (outcome, _) = try await withInMemoryServer(Failing(), spool: "/tmp") { client in
+            do {
+                _ = try await client.get(actionID(1))
+                return "no error"
+            } catch let failure as CacheProgClient.Failure {
+                return failure.code == .requestFailed ? failure.message : "wrong code"
+            }
+        }
+        #expect(outcome.contains("disk on fire"))
+    }
+}
+
+final class TraceLog: Sendable {
+    private let log = Mutex<[String]>([])
+    func append(_ line: String) { log.withLock { $0.append(line) } }
+    var entries: [String] { log.withLock { $0 } }
+}
+
+struct Tracing: CacheMiddleware {
+    let name: String
+    let trace: TraceLog
+    func handle(_ request: CacheRequest, context: CacheContext, next: (CacheRequest, CacheContext) async throws -> CacheResult) async throws -> CacheResult {
+        trace.append("\(name)>\(request.command)")
+        defer { trace.append("\(name)<\(request.command)") }
+        return try await next(request, context)
+    }
+}
+
+struct ReadOnly: CacheMiddleware {
+    struct Refused: Error {}
+    func handle(_ request: CacheRequest, context: CacheContext, next: (CacheRequest, CacheContext) async throws -> CacheResult) async throws -> CacheResult {
+        if case .put = request { throw Refused() }
+        return try await next(request, context)
+    }
+}
+
+struct Failing: CacheHandler {
+    struct DiskOnFire: Error, CustomStringConvertible { var description: String { "disk on fire" } }
+    func get(_ actionID: ActionID, context: CacheContext) async throws -> CacheEntry? { throw DiskOnFire() }
+    func put(_ request: PutRequest, context: CacheContext) async throws -> String { throw DiskOnFire() }
+}
