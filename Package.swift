@@ -30,7 +30,7 @@ let package = Package(
 
         .target(name: "Digests", dependencies: ["CLibCrypto"]),
         .target(name: "FileIO"),
-        .target(name: "CacheProgWire", dependencies: ["Digests"]),
+        .target(name: "CacheProgWire", dependencies: ["Digests", "FileIO"]),
         .target(
             name: "CacheProg",
             dependencies: [

@@ -125,17 +125,9 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import FileIO
 
 extension Timestamp {
     /// The current wall-clock time.
-    public static var now: Timestamp {
-        var spec = timespec()
-        clock_gettime(CLOCK_REALTIME, &spec)
-        return Timestamp(seconds: Int64(spec.tv_sec), nanoseconds: Int32(spec.tv_nsec))
-    }
+    public static var now: Timestamp { Timestamp(nanosecondsSinceEpoch: WallClock.nanoseconds()) }
 }

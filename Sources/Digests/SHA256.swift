@@ -1,20 +1,44 @@
 import CLibCrypto
 
-/// A SHA-256 digest: 32 bytes, compared and hashed by value.
+/// A SHA-256 digest: 32 bytes held inline (no allocation), compared and hashed by value.
 public struct SHA256Digest: Hashable, Sendable, Comparable, CustomStringConvertible {
-    /// The digest's 32 bytes.
-    public let bytes: [UInt8]
+    // The bytes in order, 8 per word, big-endian within each word so that comparing words
+    // compares bytes.
+    private var w0: UInt64, w1: UInt64, w2: UInt64, w3: UInt64
 
     /// Wraps `bytes`; returns nil unless there are exactly 32 of them.
-    public init?(bytes: [UInt8]) {
+    public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == SHA256.byteCount else { return nil }
-        self.bytes = bytes
+        let array = Array(bytes)
+        self.init(unsafeBytes: array.withUnsafeBytes { $0 })
+    }
+
+    /// Reads 32 bytes from `raw`, which must hold at least that many.
+    public init(unsafeBytes raw: UnsafeRawBufferPointer) {
+        precondition(raw.count >= SHA256.byteCount)
+        func word(_ i: Int) -> UInt64 { UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+        (w0, w1, w2, w3) = (word(0), word(1), word(2), word(3))
     }
 
     /// Parses 64 hexadecimal digits; returns nil for anything else.
     public init?(hex: some StringProtocol) {
-        guard let bytes = Hex.decode(hex), bytes.count == SHA256.byteCount else { return nil }
-        self.bytes = bytes
+        guard let bytes = Hex.decode(hex) else { return nil }
+        self.init(bytes: bytes)
+    }
+
+    /// The digest's 32 bytes.
+    public var bytes: [UInt8] {
+        var out = [UInt8](repeating: 0, count: SHA256.byteCount)
+        out.withUnsafeMutableBytes { write(to: $0) }
+        return out
+    }
+
+    /// Writes the 32 bytes to the start of `destination`.
+    public func write(to destination: UnsafeMutableRawBufferPointer) {
+        precondition(destination.count >= SHA256.byteCount)
+        for (i, word) in [w0, w1, w2, w3].enumerated() {
+            destination.storeBytes(of: word.bigEndian, toByteOffset: i * 8, as: UInt64.self)
+        }
     }
 
     /// Lower-case hexadecimal, 64 digits.
@@ -22,7 +46,7 @@ public struct SHA256Digest: Hashable, Sendable, Comparable, CustomStringConverti
     public var description: String { hex }
 
     public static func < (lhs: SHA256Digest, rhs: SHA256Digest) -> Bool {
-        lhs.bytes.lexicographicallyPrecedes(rhs.bytes)
+        (lhs.w0, lhs.w1, lhs.w2, lhs.w3) < (rhs.w0, rhs.w1, rhs.w2, rhs.w3)
     }
 }
 
@@ -60,21 +84,20 @@ public struct SHA256: ~Copyable {
 
     /// Ends the hash and returns its digest.
     public consuming func finalize() -> SHA256Digest {
-        var out = [UInt8](repeating: 0, count: SHA256.byteCount)
-        var length: UInt32 = 0
-        out.withUnsafeMutableBufferPointer { _ = EVP_DigestFinal_ex(context, $0.baseAddress, &length) }
-        return SHA256Digest(bytes: out)!
+        withUnsafeTemporaryAllocation(byteCount: SHA256.byteCount, alignment: 8) { out in
+            var length: UInt32 = 0
+            _ = EVP_DigestFinal_ex(context, out.baseAddress!.assumingMemoryBound(to: UInt8.self), &length)
+            return SHA256Digest(unsafeBytes: UnsafeRawBufferPointer(out))
+        }
     }
 
     /// The digest of `bytes`, in one call.
     public static func hash(_ bytes: UnsafeRawBufferPointer) -> SHA256Digest {
-        var out = [UInt8](repeating: 0, count: byteCount)
-        out.withUnsafeMutableBufferPointer { dst in
-            var length: UInt32 = 0
-            // EVP_Digest accepts a nil pointer for empty input only when the count is 0.
-            _ = EVP_Digest(bytes.baseAddress, bytes.count, dst.baseAddress, &length, EVP_sha256(), nil)
+        withUnsafeTemporaryAllocation(byteCount: byteCount, alignment: 8) { out in
+            // SHA256() is libcrypto's one-shot digest; a nil pointer is fine when the count is 0.
+            _ = CLibCrypto.SHA256(bytes.baseAddress?.assumingMemoryBound(to: UInt8.self), bytes.count, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            return SHA256Digest(unsafeBytes: UnsafeRawBufferPointer(out))
         }
-        return SHA256Digest(bytes: out)!
     }
 
     /// The digest of `bytes`, in one call.

@@ -1,0 +1,93 @@
+import CacheProg
+import ChunkStore
+import Digests
+import FileIO
+import Logging
+
+/// The GOCACHEPROG backend over a `ChunkStore`: puts are chunked, compressed and deduplicated;
+/// gets reassemble the output into a plain file in this process's live directory.
+///
+/// A damaged entry (bad manifest, missing or corrupt chunk, output not matching its ID) is set
+/// aside and answered as a miss, so the go command rebuilds it; it is never served.
+public final class ChunkCacheHandler: CacheHandler {
+    public let store: ChunkStore
+    public let live: LiveArea
+
+    /// Opens a handler on `store`, sweeping live directories of processes gone for longer
+    /// than `liveRetention`.
+    public init(store: ChunkStore, liveRetention: Duration = .seconds(3600)) throws {
+        self.store = store
+        live = try LiveArea(root: store.liveRoot)
+        let (seconds, attoseconds) = liveRetention.components
+        LiveArea.sweep(root: store.liveRoot, retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000, except: live.directory)
+    }
+
+    /// Where the server should spool large bodies: the store's filesystem, so they are renamed
+    /// into the live directory rather than copied.
+    public var spoolDirectory: String { store.temporaryDirectory }
+
+    public func get(_ actionID: ActionID, context: CacheContext) async throws -> CacheEntry? {
+        let key = SHA256Digest(bytes: actionID.bytes)!
+        do {
+            guard let manifest = try store.manifest(for: key) else {
+                store.counters.misses.add()
+                return nil
+            }
+            let path = live.path(for: manifest.outputID)
+            // A file already in this process's live directory was verified or put in this run,
+            // and is never rewritten; serve it again.
+            if (try? FileSystem.status(of: path, followLinks: false))?.size != manifest.size {
+                try store.materialize(manifest, at: path)
+            }
+            store.counters.hits.add()
+            return CacheEntry(
+                outputID: OutputID(manifest.outputID), size: manifest.size,
+                time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
+        } catch let damage as ChunkStore.DamagedEntry {
+            context.logger.warning("damaged entry set aside, served as a miss: \(damage)")
+            store.quarantine(key: key)
+            store.counters.misses.add()
+            return nil
+        }
+    }
+
+    public func put(_ request: PutRequest, context: CacheContext) async throws -> String {
+        let key = SHA256Digest(bytes: request.actionID.bytes)!
+        let outputID = SHA256Digest(bytes: request.outputID.bytes)!
+        let path = live.path(for: outputID)
+        let body: ChunkStore.Body
+        switch request.body.storage {
+        case .file(let spooled):
+            try FileSystem.rename(spooled, to: path)
+            body = .file(path: path)
+        case .bytes(let bytes):
+            if (try? FileSystem.status(of: path, followLinks: false))?.size != request.body.size {
+                try FileSystem.writeFileAtomically(path, bytes, permissions: 0o644)
+            }
+            body = .bytes(bytes)
+        }
+        do {
+            try store.store(key: key, outputID: outputID, time: WallClock.nanoseconds(), body: body)
+        } catch {
+            // The go command has its file; only the cache entry is lost. Say so and go on.
+            store.counters.errors.add()
+            context.logger.warning("could not store output of \(request.actionID.hex.prefix(16)): \(error)")
+        }
+        return path
+    }
+
+    /// The build is over: its live files are no longer read.
+    public func close(context: CacheContext) async throws {
+        live.removeAll()
+        finish(logger: context.logger)
+    }
+
+    /// Saves this run's counters; call when serving ends, whichever way.
+    public func finish(logger: Logger) {
+        do {
+            try store.counters.flush()
+        } catch {
+            logger.warning("could not save statistics: \(error)")
+        }
+    }
+}

@@ -1,0 +1,45 @@
+import ArgumentParser
+import ChunkStore
+import Foundation
+
+extension ChunkCacheCommand {
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show what the store holds and what it saves.")
+
+        @OptionGroup var store: StoreOptions
+
+        @Flag(help: "Print JSON instead of text.")
+        var json = false
+
+        func run() throws {
+            let stats = try ChunkStore(directory: try store.resolvedDirectory).statistics()
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                var object = try JSONSerialization.jsonObject(with: encoder.encode(stats)) as! [String: Any]
+                object["dedupRatio"] = stats.dedupRatio
+                object["compressionRatio"] = stats.compressionRatio
+                let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+                return
+            }
+            func size(_ bytes: Int64) -> String { ByteCountFormatter.string(fromByteCount: bytes, countStyle: .binary) }
+            let saved = stats.logicalBytes > 0 ? Double(stats.diskBytes) / Double(stats.logicalBytes) : 0
+            print("""
+                outputs          \(stats.outputs) (\(stats.inlineOutputs) inline)
+                logical size     \(size(stats.logicalBytes))
+                unique size      \(size(stats.uniqueBytes))  (dedup \(String(format: "%.2f", stats.dedupRatio))x)
+                stored size      \(size(stats.storedBytes))  (compression \(String(format: "%.2f", stats.compressionRatio))x)
+                chunks           \(stats.uniqueChunks) unique, \(stats.chunkReferences) references
+                packs            \(stats.packFiles), \(size(stats.packBytes))
+                on disk          \(size(stats.diskBytes))  (\(String(format: "%.3f", saved)) of logical)
+                live files       \(size(stats.liveBytes))
+                by codec         \(stats.storedBytesByCodec.sorted { $0.key < $1.key }.map { "\($0.key) \(size($0.value))" }.joined(separator: ", "))
+                hits / misses    \(stats.hits) / \(stats.misses)
+                puts             \(stats.puts)
+                damaged          \(stats.damaged)
+                """)
+        }
+    }
+}

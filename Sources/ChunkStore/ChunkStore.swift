@@ -1,0 +1,303 @@
+import Digests
+import FileIO
+
+/// A content-addressed store for build outputs: each output is split into content-defined chunks
+/// (FastCDC), each chunk is compressed and stored once by its SHA-256 in pack files, and a
+/// manifest per action lists the chunks (tiny outputs sit inside the manifest).
+///
+///     STORE/VERSION                 format marker
+///     STORE/packs/<id>.pack|.idx    chunk records and their index (see PackStore)
+///     STORE/manifests/<xx>/<key>    one manifest per action key (hex)
+///     STORE/live/<process>/         plain files handed out (see LiveArea)
+///     STORE/tmp/                    bodies being received
+///     STORE/quarantine/             manifests found damaged, set aside
+///     STORE/stats                   counters accumulated across runs
+///
+/// It knows nothing of the GOCACHEPROG protocol. Writes go chunks first, manifest last, each
+/// atomically, so a killed process leaves a valid store. Reads verify the whole output against its
+/// SHA-256 (the output ID), so damage anywhere is a miss, never a wrong file.
+public final class ChunkStore: Sendable {
+    /// How outputs are chunked and compressed.
+    public struct Configuration: Sendable {
+        /// The chunker; changing its sizes stops new chunks matching stored ones.
+        public var chunker: FastCDC
+        /// Codec and level for new chunks.
+        public var codec: Codec
+        public var level: Int32?
+        /// Outputs up to this size are kept inside their manifest.
+        public var inlineLimit: Int
+
+        public init(chunker: FastCDC = FastCDC(averageSize: 16 << 10), codec: Codec = .zstd, level: Int32? = nil, inlineLimit: Int = 4096) {
+            self.chunker = chunker
+            self.codec = codec
+            self.level = level
+            self.inlineLimit = inlineLimit
+        }
+    }
+
+    /// An output to store.
+    public enum Body: Sendable {
+        case bytes([UInt8])
+        /// A file holding the output; it is only read.
+        case file(path: String)
+    }
+
+    /// An entry that cannot be served: a damaged or missing chunk, or a manifest that does not
+    /// parse or does not match its output ID.
+    public struct DamagedEntry: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let directory: String
+    public let configuration: Configuration
+    let packs: PackStore
+    let compressor: Compressor
+    public let counters: StoreCounters
+
+    static let versionLine = "chunkcache store 1\n"
+
+    /// Opens the store at `directory`, creating it (private to this user) if needed.
+    public init(directory: String, configuration: Configuration = Configuration()) throws {
+        self.directory = FileSystem.absolutePath(directory)
+        self.configuration = configuration
+        try FileSystem.createDirectories(self.directory, permissions: 0o700)
+        let versionPath = self.directory + "/VERSION"
+        if let existing = try? FileSystem.readFile(versionPath) {
+            guard existing == Array(Self.versionLine.utf8) else {
+                throw DamagedEntry(description: "\(self.directory) is not a chunkcache store of this version (VERSION says \(String(decoding: existing, as: UTF8.self).debugDescription))")
+            }
+        } else {
+            try FileSystem.writeFileAtomically(versionPath, Array(Self.versionLine.utf8), permissions: 0o644)
+        }
+        for sub in ["manifests", "live", "tmp", "quarantine"] {
+            try FileSystem.createDirectory(self.directory + "/" + sub)
+        }
+        packs = try PackStore(directory: self.directory + "/packs")
+        compressor = Compressor(codec: configuration.codec, level: configuration.level)
+        counters = StoreCounters(path: self.directory + "/stats", lockPath: self.directory + "/VERSION")
+    }
+
+    /// Where live files go (see `LiveArea`).
+    public var liveRoot: String { directory + "/live" }
+    /// Where bodies are received; on the store's filesystem, so they can be renamed into place.
+    public var temporaryDirectory: String { directory + "/tmp" }
+
+    func manifestPath(_ key: SHA256Digest) -> String {
+        let hex = key.hex
+        return directory + "/manifests/" + hex.prefix(2) + "/" + hex
+    }
+
+    // MARK: Storing
+
+    /// Stores `body` as the output of `key`, replacing what was there. Returns its manifest.
+    @discardableResult
+    public func store(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
+        let content: Manifest.Content
+        let size: Int64
+        switch body {
+        case .bytes(let bytes):
+            size = Int64(bytes.count)
+            content = try bytes.withUnsafeBytes { raw in
+                if raw.count <= configuration.inlineLimit { return inline(raw) }
+                var offset = 0
+                return .chunks(try storeChunks { buffer in
+                    let n = min(buffer.count, raw.count - offset)
+                    buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[offset..<offset + n]))
+                    offset += n
+                    return n
+                })
+            }
+        case .file(let path):
+            let descriptor = try FileDescriptor.open(path, [.readOnly])
+            defer { descriptor.close() }
+            size = try descriptor.status().size
+            if size <= Int64(configuration.inlineLimit) {
+                let bytes = try FileSystem.readFile(path)
+                guard bytes.count == size else { throw DamagedEntry(description: "\(path) changed while being stored") }
+                content = bytes.withUnsafeBytes { inline($0) }
+            } else {
+                var offset: Int64 = 0
+                content = .chunks(try storeChunks { buffer in
+                    let n = try descriptor.read(into: buffer, at: offset)
+                    offset += Int64(n)
+                    return n
+                })
+            }
+        }
+        let manifest = Manifest(key: key, outputID: outputID, size: size, time: time, content: content)
+        if case .chunks(let chunks) = content {
+            let total = chunks.reduce(Int64(0)) { $0 + Int64($1.location.rawSize) }
+            guard total == size else { throw DamagedEntry(description: "output changed while being stored") }
+        }
+        let path = manifestPath(key)
+        do {
+            try FileSystem.writeFileAtomically(path, manifest.encoded(), permissions: 0o600)
+        } catch let error as SystemError where error.isNotFound {
+            try FileSystem.createDirectory(FileSystem.parentDirectory(of: path))
+            try FileSystem.writeFileAtomically(path, manifest.encoded(), permissions: 0o600)
+        }
+        counters.puts.add()
+        counters.bytesPut.add(size)
+        return manifest
+    }
+
+    private func inline(_ raw: UnsafeRawBufferPointer) -> Manifest.Content {
+        var payload: [UInt8] = []
+        let codec = compressor.compress(raw, into: &payload)
+        return .inline(codec: codec, payload: payload)
+    }
+
+    /// Chunks what `read` supplies (it fills a buffer and returns the count, 0 at the end),
+    /// storing each chunk not already stored.
+    private func storeChunks(_ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
+        let chunker = configuration.chunker
+        let capacity = max(1 << 20, chunker.maxSize * 2)
+        var buffer = [UInt8](repeating: 0, count: capacity)
+        var scratch: [UInt8] = []
+        var chunks: [Manifest.Chunk] = []
+        var start = 0
+        var end = 0
+        var atEnd = false
+        try buffer.withUnsafeMutableBytes { buffer in
+            while true {
+                if !atEnd, end - start < chunker.maxSize {
+                    // Keep at least a maximum chunk ahead, so every cut sees all it may need.
+                    if start > 0 {
+                        buffer.baseAddress!.copyMemory(from: buffer.baseAddress! + start, byteCount: end - start)
+                        end -= start
+                        start = 0
+                    }
+                    while end < buffer.count {
+                        let n = try read(UnsafeMutableRawBufferPointer(rebasing: buffer[end...]))
+                        if n == 0 {
+                            atEnd = true
+                            break
+                        }
+                        end += n
+                    }
+                }
+                if start == end { break }
+                let window = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+                let length = chunker.firstChunkLength(window)
+                let chunk = UnsafeRawBufferPointer(rebasing: window[..<length])
+                let digest = SHA256.hash(chunk)
+                let location: ChunkLocation
+                if let known = packs.location(of: digest) {
+                    location = known
+                } else {
+                    scratch.removeAll(keepingCapacity: true)
+                    let codec = compressor.compress(chunk, into: &scratch)
+                    location = try scratch.withUnsafeBytes { try packs.append(digest, codec: codec, rawSize: length, payload: $0) }
+                }
+                chunks.append(Manifest.Chunk(digest: digest, location: location))
+                start += length
+            }
+        }
+        return chunks
+    }
+
+    // MARK: Reading
+
+    /// The manifest stored for `key`, or nil. Throws `DamagedEntry` for one that does not parse
+    /// or belongs to another key.
+    public func manifest(for key: SHA256Digest) throws -> Manifest? {
+        let bytes: [UInt8]
+        do {
+            bytes = try FileSystem.readFile(manifestPath(key))
+        } catch let error as SystemError where error.isNotFound {
+            return nil
+        }
+        do {
+            let manifest = try Manifest(decoding: bytes)
+            guard manifest.key == key else { throw CorruptData(description: "manifest is for another action") }
+            return manifest
+        } catch let error as CorruptData {
+            throw DamagedEntry(description: "manifest \(key.hex.prefix(16)): \(error)")
+        }
+    }
+
+    /// Writes the output `manifest` describes to `path` (atomically: a temporary file, then a
+    /// rename), after checking it against its output ID. Throws `DamagedEntry` if it does not
+    /// check out; damaged chunks are forgotten so the next put stores them again.
+    public func materialize(_ manifest: Manifest, at path: String) throws {
+        let temporary = FileSystem.temporaryName(beside: path)
+        let descriptor = try FileDescriptor.open(temporary, [.writeOnly, .create, .exclusive, .noFollow], permissions: 0o644)
+        var renamed = false
+        defer {
+            descriptor.close()
+            if !renamed { try? FileSystem.remove(temporary) }
+        }
+        var hasher = SHA256()
+        var written: Int64 = 0
+        switch manifest.content {
+        case .inline(let codec, let payload):
+            var plain = [UInt8](repeating: 0, count: Int(manifest.size))
+            do {
+                try payload.withUnsafeBytes { input in
+                    try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: codec, into: $0) }
+                }
+            } catch let error as CorruptData {
+                throw DamagedEntry(description: "inline output of \(manifest.key.hex.prefix(16)): \(error)")
+            }
+            hasher.update(plain)
+            try descriptor.writeAll(plain)
+            written = Int64(plain.count)
+        case .chunks(let chunks):
+            var output: [UInt8] = []
+            output.reserveCapacity(1 << 20)
+            for chunk in chunks {
+                let start = output.count
+                output.append(contentsOf: repeatElement(0, count: Int(chunk.location.rawSize)))
+                do {
+                    let payload = try packs.readPayload(chunk.digest, at: chunk.location)
+                    try payload.withUnsafeBytes { input in
+                        try output.withUnsafeMutableBytes { out in
+                            try compressor.decompress(input, codec: chunk.location.codec, into: UnsafeMutableRawBufferPointer(rebasing: out[start...]))
+                        }
+                    }
+                } catch let error as CorruptData {
+                    packs.forget(chunk.digest, at: chunk.location)
+                    throw DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): \(error)")
+                } catch let error as SystemError where error.isNotFound {
+                    packs.forget(chunk.digest, at: chunk.location)
+                    throw DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): pack missing")
+                }
+                if output.count >= 1 << 20 {
+                    hasher.update(output)
+                    try descriptor.writeAll(output)
+                    written += Int64(output.count)
+                    output.removeAll(keepingCapacity: true)
+                }
+            }
+            hasher.update(output)
+            try descriptor.writeAll(output)
+            written += Int64(output.count)
+        }
+        guard written == manifest.size, hasher.finalize() == manifest.outputID else {
+            findDamagedChunks(manifest)
+            throw DamagedEntry(description: "output of \(manifest.key.hex.prefix(16)) does not match its output ID")
+        }
+        try FileSystem.rename(temporary, to: path)
+        renamed = true
+    }
+
+    /// After an output failed its check, finds which chunks are bad and forgets them.
+    private func findDamagedChunks(_ manifest: Manifest) {
+        guard case .chunks(let chunks) = manifest.content else { return }
+        for chunk in chunks {
+            var plain = [UInt8](repeating: 0, count: Int(chunk.location.rawSize))
+            let ok = (try? packs.readPayload(chunk.digest, at: chunk.location).withUnsafeBytes { input in
+                try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: chunk.location.codec, into: $0) }
+            }) != nil
+            if !ok || SHA256.hash(plain) != chunk.digest { packs.forget(chunk.digest, at: chunk.location) }
+        }
+    }
+
+    /// Moves a damaged manifest out of the way, so its action is a miss and can be stored anew.
+    public func quarantine(key: SHA256Digest) {
+        let source = manifestPath(key)
+        let destination = directory + "/quarantine/" + key.hex + "." + FileSystem.uniqueSuffix()
+        try? FileSystem.rename(source, to: destination)
+        counters.damaged.add()
+    }
+}

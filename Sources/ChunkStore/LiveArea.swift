@@ -1,0 +1,67 @@
+import Digests
+import FileIO
+
+/// Plain files handed to the go command (DiskPaths), one directory per process.
+///
+/// The go command reads these files by path during its run, and `go list -export` prints paths
+/// that other tools open after it exits. So a process's directory is removed when its go command
+/// sends `close` (a build is over), but kept when input just ends (what `go list` does); kept
+/// directories of processes that are gone are swept once older than the retention time. Each
+/// directory holds a lock file, locked for as long as its process lives, so a sweep never touches
+/// a directory in use. Files are named by output ID and never rewritten in place.
+public final class LiveArea: Sendable {
+    /// This process's directory.
+    public let directory: String
+    private let lock: FileDescriptor
+    static let lockName = ".lock"
+
+    /// Creates a directory of this process's own under `root`.
+    public init(root: String) throws {
+        try FileSystem.createDirectories(root)
+        directory = root + "/" + FileSystem.uniqueSuffix()
+        try FileSystem.createDirectory(directory)
+        lock = try FileDescriptor.open(directory + "/" + Self.lockName, [.readWrite, .create, .exclusive, .noFollow], permissions: 0o600)
+        _ = try lock.lock(exclusive: true, wait: false)
+    }
+
+    deinit { lock.close() }
+
+    /// Where the output with this ID lives in this process's directory.
+    public func path(for outputID: SHA256Digest) -> String {
+        directory + "/" + outputID.hex
+    }
+
+    /// Removes this process's directory (after `close`: no one reads these files any more).
+    public func removeAll() {
+        try? FileSystem.removeTree(directory)
+    }
+
+    /// Bytes on disk in this directory.
+    public var allocatedSize: Int64 { FileSystem.allocatedSize(of: directory) }
+
+    /// Removes other processes' directories whose process is gone and which are older than
+    /// `retention` (nanoseconds). Returns the bytes freed.
+    @discardableResult
+    public static func sweep(root: String, retention: Int64, except own: String? = nil) -> Int64 {
+        guard let names = try? FileSystem.contentsOfDirectory(root) else { return 0 }
+        let now = WallClock.nanoseconds()
+        var freed: Int64 = 0
+        for name in names {
+            let path = root + "/" + name
+            guard path != own, let info = try? FileSystem.status(of: path, followLinks: false), info.isDirectory else { continue }
+            guard now - info.modificationTime > retention else { continue }
+            guard let descriptor = try? FileDescriptor.open(path + "/" + lockName, [.readOnly, .noFollow]) else {
+                // No lock file: a directory whose creation was interrupted.
+                freed += FileSystem.allocatedSize(of: path)
+                try? FileSystem.removeTree(path)
+                continue
+            }
+            defer { descriptor.close() }
+            guard (try? descriptor.lock(exclusive: true, wait: false)) == true else { continue }  // alive
+            freed += FileSystem.allocatedSize(of: path)
+            try? FileSystem.removeTree(path)
+        }
+        return freed
+    }
+}
+

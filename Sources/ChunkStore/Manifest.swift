@@ -1,0 +1,151 @@
+import CZlib
+import Digests
+
+/// What the store keeps per action: the output's ID, size and time, and either the output
+/// itself (small outputs, inline) or the ordered list of its chunks.
+///
+/// Binary, little-endian: "CCM1", kind (0 inline, 1 chunked), 3 zero bytes, action key (32),
+/// output ID (32), size i64, time ns i64, then for inline: codec, 3 zero bytes, length u32,
+/// payload; for chunked: count u32, then 64-byte entries (SHA-256, pack u64, offset u64,
+/// stored u32, raw u32, codec, 7 zero bytes); last a CRC-32 of everything before it.
+public struct Manifest: Hashable, Sendable {
+    /// One chunk of an output, in order.
+    public struct Chunk: Hashable, Sendable {
+        public var digest: SHA256Digest
+        public var location: ChunkLocation
+    }
+
+    /// Where the output's bytes are.
+    public enum Content: Hashable, Sendable {
+        case inline(codec: Codec, payload: [UInt8])
+        case chunks([Chunk])
+    }
+
+    /// The action this is stored under.
+    public var key: SHA256Digest
+    /// SHA-256 of the whole output.
+    public var outputID: SHA256Digest
+    /// Bytes in the output.
+    public var size: Int64
+    /// When it was stored, in nanoseconds since the epoch.
+    public var time: Int64
+    public var content: Content
+
+    static let magic: [UInt8] = Array("CCM1".utf8)
+    /// Largest output accepted (and largest chunk count that can describe it).
+    static let maxSize: Int64 = 1 << 40
+
+    public func encoded() -> [UInt8] {
+        var writer = ByteWriter()
+        writer.append(Self.magic)
+        switch content {
+        case .inline: writer.append(UInt8(0))
+        case .chunks: writer.append(UInt8(1))
+        }
+        writer.pad(3)
+        writer.append(key)
+        writer.append(outputID)
+        writer.append(size)
+        writer.append(time)
+        switch content {
+        case .inline(let codec, let payload):
+            writer.append(codec.rawValue)
+            writer.pad(3)
+            writer.append(UInt32(payload.count))
+            writer.append(payload)
+        case .chunks(let chunks):
+            writer.append(UInt32(chunks.count))
+            for chunk in chunks {
+                writer.append(chunk.digest)
+                writer.append(chunk.location.pack)
+                writer.append(UInt64(chunk.location.offset))
+                writer.append(chunk.location.storedSize)
+                writer.append(chunk.location.rawSize)
+                writer.append(chunk.location.codec.rawValue)
+                writer.pad(7)
+            }
+        }
+        writer.append(Self.checksum(writer.bytes))
+        return writer.bytes
+    }
+
+    /// Parses a manifest; throws `CorruptData` for anything malformed or inconsistent.
+    public init(decoding bytes: [UInt8]) throws {
+        do {
+            self = try bytes.withUnsafeBytes { raw in
+                guard raw.count >= 4 + 4 + 64 + 16 + 4 + 4 else { throw CorruptData(description: "manifest too short") }
+                let body = UnsafeRawBufferPointer(rebasing: raw[..<(raw.count - 4)])
+                let stored = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: raw.count - 4, as: UInt32.self))
+                guard stored == Self.checksum(body) else { throw CorruptData(description: "manifest checksum mismatch") }
+                var reader = ByteReader(body)
+                guard try reader.readBytes(4).elementsEqual(Self.magic) else { throw CorruptData(description: "not a manifest") }
+                let kind = try reader.read(UInt8.self)
+                try reader.skip(3)
+                let key = try reader.readDigest()
+                let outputID = try reader.readDigest()
+                let size = try reader.read(Int64.self)
+                let time = try reader.read(Int64.self)
+                guard size >= 0, size <= Self.maxSize else { throw CorruptData(description: "manifest size out of range") }
+                let content: Content
+                switch kind {
+                case 0:
+                    guard let codec = Codec(rawValue: try reader.read(UInt8.self)) else { throw CorruptData(description: "unknown codec") }
+                    try reader.skip(3)
+                    let length = Int(try reader.read(UInt32.self))
+                    content = .inline(codec: codec, payload: Array(try reader.readBytes(length)))
+                case 1:
+                    let count = Int(try reader.read(UInt32.self))
+                    guard count * 64 == reader.remaining else { throw CorruptData(description: "chunk list length mismatch") }
+                    var chunks: [Chunk] = []
+                    chunks.reserveCapacity(count)
+                    var total: Int64 = 0
+                    for _ in 0..<count {
+                        let digest = try reader.readDigest()
+                        let pack = try reader.read(UInt64.self)
+                        let offset = try reader.read(UInt64.self)
+                        let storedSize = try reader.read(UInt32.self)
+                        let rawSize = try reader.read(UInt32.self)
+                        guard let codec = Codec(rawValue: try reader.read(UInt8.self)), offset < UInt64(Int64.max), rawSize > 0 else {
+                            throw CorruptData(description: "bad chunk entry")
+                        }
+                        try reader.skip(7)
+                        total += Int64(rawSize)
+                        chunks.append(Chunk(digest: digest, location: ChunkLocation(pack: pack, offset: Int64(offset), storedSize: storedSize, rawSize: rawSize, codec: codec)))
+                    }
+                    guard total == size else { throw CorruptData(description: "chunks add up to \(total) bytes, manifest says \(size)") }
+                    content = .chunks(chunks)
+                default:
+                    throw CorruptData(description: "unknown manifest kind \(kind)")
+                }
+                guard reader.remaining == 0 else { throw CorruptData(description: "trailing bytes in manifest") }
+                return Manifest(key: key, outputID: outputID, size: size, time: time, content: content)
+            }
+        } catch is ByteReader.Truncated {
+            throw CorruptData(description: "manifest truncated")
+        }
+    }
+
+    init(key: SHA256Digest, outputID: SHA256Digest, size: Int64, time: Int64, content: Content) {
+        self.key = key
+        self.outputID = outputID
+        self.size = size
+        self.time = time
+        self.content = content
+    }
+
+    private static func checksum(_ bytes: some ContiguousBytes) -> UInt32 {
+        bytes.withUnsafeBytes { raw in
+            UInt32(crc32(0, raw.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(raw.count)))
+        }
+    }
+}
+
+/// Contiguous bytes, for checksums over arrays and buffers alike.
+protocol ContiguousBytes {
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
+}
+
+extension Array: ContiguousBytes where Element == UInt8 {}
+extension UnsafeRawBufferPointer: ContiguousBytes {
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(self) }
+}

@@ -1,0 +1,82 @@
+import Digests
+import FileIO
+
+/// What a store holds and what it saved, as `chunkcache stats` reports it.
+public struct StoreStatistics: Sendable, Codable, Equatable {
+    /// Actions with a manifest.
+    public var outputs = 0
+    /// Bytes of all those outputs, as the go command sees them.
+    public var logicalBytes: Int64 = 0
+    /// Outputs kept inside their manifest.
+    public var inlineOutputs = 0
+    /// Chunk references in manifests, and the distinct chunks they name.
+    public var chunkReferences = 0
+    public var uniqueChunks = 0
+    /// Plain bytes of the distinct chunks and inline outputs, i.e. after deduplication.
+    public var uniqueBytes: Int64 = 0
+    /// Their encoded (compressed) size.
+    public var storedBytes: Int64 = 0
+    /// Encoded bytes per codec.
+    public var storedBytesByCodec: [String: Int64] = [:]
+    /// Pack files and their size (including chunks no manifest names any more).
+    public var packFiles = 0
+    public var packBytes: Int64 = 0
+    /// Disk space used, as `du` counts it: the store without live files, and live files.
+    public var diskBytes: Int64 = 0
+    public var liveBytes: Int64 = 0
+    /// Counters accumulated across runs.
+    public var hits: Int64 = 0
+    public var misses: Int64 = 0
+    public var puts: Int64 = 0
+    public var damaged: Int64 = 0
+
+    /// Logical bytes per unique byte.
+    public var dedupRatio: Double { uniqueBytes == 0 ? 1 : Double(logicalBytes) / Double(uniqueBytes) }
+    /// Unique bytes per stored byte.
+    public var compressionRatio: Double { storedBytes == 0 ? 1 : Double(uniqueBytes) / Double(storedBytes) }
+}
+
+extension ChunkStore {
+    /// Walks every manifest and pack index. Damaged manifests are skipped.
+    public func statistics() -> StoreStatistics {
+        var stats = StoreStatistics()
+        var seen = Set<SHA256Digest>()
+        let root = directory + "/manifests"
+        for shard in (try? FileSystem.contentsOfDirectory(root)) ?? [] {
+            for name in (try? FileSystem.contentsOfDirectory(root + "/" + shard)) ?? [] where name.count == 64 {
+                guard let bytes = try? FileSystem.readFile(root + "/" + shard + "/" + name),
+                    let manifest = try? Manifest(decoding: bytes)
+                else { continue }
+                stats.outputs += 1
+                stats.logicalBytes += manifest.size
+                switch manifest.content {
+                case .inline(let codec, let payload):
+                    stats.inlineOutputs += 1
+                    stats.uniqueBytes += manifest.size
+                    stats.storedBytes += Int64(payload.count)
+                    stats.storedBytesByCodec[codec.description, default: 0] += Int64(payload.count)
+                case .chunks(let chunks):
+                    stats.chunkReferences += chunks.count
+                    for chunk in chunks where seen.insert(chunk.digest).inserted {
+                        stats.uniqueChunks += 1
+                        stats.uniqueBytes += Int64(chunk.location.rawSize)
+                        stats.storedBytes += Int64(chunk.location.storedSize)
+                        stats.storedBytesByCodec[chunk.location.codec.description, default: 0] += Int64(chunk.location.storedSize)
+                    }
+                }
+            }
+        }
+        for name in (try? FileSystem.contentsOfDirectory(packs.directory)) ?? [] where name.hasSuffix(".pack") {
+            stats.packFiles += 1
+            stats.packBytes += (try? FileSystem.status(of: packs.directory + "/" + name))?.size ?? 0
+        }
+        stats.liveBytes = FileSystem.allocatedSize(of: liveRoot)
+        stats.diskBytes = FileSystem.allocatedSize(of: directory) - stats.liveBytes
+        let persisted = counters.persisted()
+        stats.hits = persisted["hits", default: 0] + counters.hits.current
+        stats.misses = persisted["misses", default: 0] + counters.misses.current
+        stats.puts = persisted["puts", default: 0] + counters.puts.current
+        stats.damaged = persisted["damaged", default: 0] + counters.damaged.current
+        return stats
+    }
+}
