@@ -1,0 +1,151 @@
+@testable import CacheProg
+import ChunkCache
+import ChunkStore
+import Digests
+import FileIO
+import Testing
+
+/// The directory holding the test bundle, where SwiftPM also puts the package's executables.
+var productsDirectory: String {
+    FileSystem.parentDirectory(of: FileSystem.absolutePath(CommandLine.arguments[0]))
+}
+
+func actionID(_ n: Int) -> ActionID {
+    ActionID(bytes: SHA256.hash(Array("action \(n)".utf8)).bytes)!
+}
+
+/// 200 KB of pseudo-random bytes (FNV steps), the same for every output.
+let shared: [UInt8] = {
+    var state: UInt64 = 0xcbf2_9ce4_8422_2325
+    return (0..<200_000).map { _ in
+        state = (state ^ 0x5A) &* 0x100_0000_01B3
+        return UInt8(truncatingIfNeeded: state >> 29)
+    }
+}()
+
+func body(_ n: Int) -> [UInt8] {
+    // Outputs that share a long common part, like builds of related packages.
+    return Array("output \(n) ".utf8) + shared + Array(repeating: UInt8(n & 0xFF), count: n % 5000)
+}
+
+@Suite("chunkcache as a GOCACHEPROG")
+struct ChunkCacheTests {
+    let temp: String
+
+    init() throws {
+        temp = "/tmp/chunkcache-test-" + FileSystem.uniqueSuffix()
+        try FileSystem.createDirectories(temp)
+    }
+
+    var chunkcache: String { productsDirectory + "/chunkcache" }
+
+    @Test("puts then gets through the real binary: hits with the right bytes, DiskPaths without extension")
+    func putGet() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let (paths, status) = try await CacheProgClient.withProgram([chunkcache, "--dir", temp + "/store"]) { client in
+            var paths: [String] = []
+            for n in 0..<20 { _ = try await client.put(actionID(n), body: body(n)) }
+            for n in 0..<20 {
+                let found = try await client.get(actionID(n))
+                let entry = try #require(found)
+                #expect(try FileSystem.readFile(entry.diskPath) == body(n))
+                #expect(entry.outputID == OutputID(of: body(n)))
+                #expect(entry.time != nil)
+                paths.append(entry.diskPath)
+            }
+            #expect(try await client.get(actionID(99)) == nil)
+            try await client.close()
+            return paths
+        }
+        #expect(status == 0)
+        #expect(paths.allSatisfy { !($0.split(separator: "/").last ?? "").contains(".") })
+        // After close, the run's live files are gone; the store keeps the outputs.
+        #expect(paths.allSatisfy { !FileSystem.exists($0) })
+        let stats = try ChunkStore(directory: temp + "/store").statistics()
+        #expect(stats.outputs == 20)
+        #expect(stats.hits == 20 && stats.misses == 1 && stats.puts == 20)
+        #expect(stats.dedupRatio > 3)
+    }
+
+    @Test("without close (as go list ends), live files stay readable after the process exits")
+    func livesPastEndOfInput() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let (path, _) = try await CacheProgClient.withProgram([chunkcache, "--dir", temp + "/store"]) { client in
+            try await client.put(actionID(1), body: body(1)).diskPath
+        }
+        #expect(try FileSystem.readFile(path) == body(1))
+    }
+
+    @Test("a corrupted pack is a miss, and the output is stored again by the next put")
+    func corruptionIsMiss() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        _ = try await CacheProgClient.withProgram([chunkcache, "--dir", store]) { client in
+            _ = try await client.put(actionID(1), body: body(1))
+            try await client.close()
+        }
+        for name in try FileSystem.contentsOfDirectory(store + "/packs") where name.hasSuffix(".pack") {
+            var bytes = try FileSystem.readFile(store + "/packs/" + name)
+            for i in stride(from: 100, to: bytes.count, by: 1000) { bytes[i] ^= 0xFF }
+            try FileSystem.writeFileAtomically(store + "/packs/" + name, bytes)
+        }
+        let (again, _) = try await CacheProgClient.withProgram([chunkcache, "--dir", store]) { client in
+            let miss = try await client.get(actionID(1))
+            #expect(miss == nil)
+            _ = try await client.put(actionID(1), body: body(1))
+            let hit = try await client.get(actionID(1))
+            let bytes = try hit.map { try FileSystem.readFile($0.diskPath) }
+            try await client.close()
+            return bytes
+        }
+        #expect(again == body(1))
+        #expect(try ChunkStore(directory: store).statistics().damaged == 1)
+    }
+
+    @Test("two processes writing the same outputs at once both succeed, and the store serves them all")
+    func twoWriters() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        let binary = chunkcache
+        try await withThrowingTaskGroup(of: Int32.self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    try await CacheProgClient.withProgram([binary, "--dir", store]) { client in
+                        try await withThrowingTaskGroup(of: Void.self) { puts in
+                            for n in 0..<100 { puts.addTask { _ = try await client.put(actionID(n), body: body(n)) } }
+                            try await puts.waitForAll()
+                        }
+                        try await client.close()
+                    }.exitStatus
+                }
+            }
+            for try await status in group { #expect(status == 0) }
+        }
+        let (bad, _) = try await CacheProgClient.withProgram([binary, "--dir", store]) { client in
+            var bad = 0
+            for n in 0..<100 {
+                let entry = try await client.get(actionID(n))
+                if try entry.map({ try FileSystem.readFile($0.diskPath) }) != body(n) { bad += 1 }
+            }
+            return bad
+        }
+        #expect(bad == 0)
+    }
+
+    @Test("unknown flags and bad values are refused with a message and a non-zero exit", arguments: [
+        ["--frobnicate"], ["--codec", "lz4"], ["--codec", "zlib", "--level", "12"], ["stats", "--bogus"],
+    ])
+    func badArguments(arguments: [String]) async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let child = try ChildProcess.launch(["sh", "-c", "\"$0\" \"$@\" 2>&1", chunkcache, "--dir", temp + "/store"] + arguments, environment: nil)
+        child.input.close()
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while case let n = try buffer.withUnsafeMutableBytes({ try child.output.read(into: $0) }), n > 0 { output += buffer[..<n] }
+        child.output.close()
+        let status = await child.wait()
+        #expect(status != 0)
+        #expect(String(decoding: output, as: UTF8.self).contains("Error"))
+        #expect(!FileSystem.exists(temp + "/store"))
+    }
+}

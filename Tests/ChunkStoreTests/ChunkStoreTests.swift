@@ -1,0 +1,163 @@
+import ChunkStore
+import Digests
+import FileIO
+import Testing
+
+@Suite("Chunk store")
+struct ChunkStoreTests {
+    @Test("outputs of every size round-trip: inline, one chunk, many chunks", arguments: [0, 1, 4096, 4097, 20_000, 3 << 20])
+    func roundTrip(size: Int) throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(size, seed: UInt64(size))
+        #expect(try temp.roundTrip(store, 1, body) == body)
+        let manifest = try #require(try store.manifest(for: key(1)))
+        #expect(manifest.size == Int64(size))
+        if size <= 4096 {
+            guard case .inline = manifest.content else { Issue.record("expected inline"); return }
+        }
+    }
+
+    @Test("a body in a file streams through the chunker and round-trips")
+    func fileBody() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(5 << 20, seed: 8)
+        let source = temp.path + "/body"
+        try FileSystem.writeFileAtomically(source, body)
+        try store.store(key: key(1), outputID: SHA256.hash(body), time: 5, body: .file(path: source))
+        #expect(try temp.read(store, 1) == body)
+        #expect(try store.manifest(for: key(1))?.time == 5)
+    }
+
+    @Test("both codecs round-trip, and compress build-like data", arguments: [Codec.zstd, .zlib])
+    func codecs(codec: Codec) throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open(.init(codec: codec))
+        let body = compressibleBytes(1 << 20, seed: 4)
+        #expect(try temp.roundTrip(store, 1, body) == body)
+        let stats = store.statistics()
+        #expect(stats.storedBytesByCodec[codec.description, default: 0] > 0)
+        #expect(stats.compressionRatio > 2)
+    }
+
+    @Test("incompressible chunks are stored raw")
+    func incompressible() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = pseudoRandomBytes(1 << 20, seed: 5)
+        #expect(try temp.roundTrip(store, 1, body) == body)
+        #expect(store.statistics().storedBytesByCodec.keys.sorted() == ["raw"])
+    }
+
+    @Test("a store written with zlib reads with zstd configured, and the other way round")
+    func mixedCodecs() throws {
+        let temp = try TemporaryStore()
+        let first = compressibleBytes(200_000, seed: 6)
+        let second = compressibleBytes(200_000, seed: 7)
+        do {
+            let store = try temp.open(.init(codec: .zlib))
+            try store.store(key: key(1), outputID: SHA256.hash(first), time: 1, body: .bytes(first))
+        }
+        let store = try temp.open(.init(codec: .zstd))
+        try store.store(key: key(2), outputID: SHA256.hash(second), time: 1, body: .bytes(second))
+        #expect(try temp.read(store, 1) == first)
+        let reopened = try temp.open(.init(codec: .zlib))
+        #expect(try temp.read(reopened, 2) == second)
+        #expect(Set(reopened.statistics().storedBytesByCodec.keys) == ["zlib", "zstd"])
+    }
+
+    @Test("identical content is stored once, across outputs and store reopenings")
+    func deduplication() throws {
+        let temp = try TemporaryStore()
+        let base = compressibleBytes(2 << 20, seed: 9)
+        var variant = base
+        variant.replaceSubrange(1000..<1111, with: pseudoRandomBytes(111, seed: 10))  // a new build ID
+        do {
+            let store = try temp.open()
+            #expect(try temp.roundTrip(store, 1, base) == base)
+        }
+        let store = try temp.open()
+        #expect(try temp.roundTrip(store, 2, variant) == variant)
+        let stats = store.statistics()
+        #expect(stats.logicalBytes == Int64(base.count * 2))
+        #expect(stats.dedupRatio > 1.8, "dedup \(stats.dedupRatio)")
+    }
+
+    @Test("a flipped byte in a pack makes that output unreadable, never wrong")
+    func flippedPackByte() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(300_000, seed: 11)
+        try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        let pack = try #require(try temp.files(in: "packs", suffix: ".pack").first)
+        var bytes = try FileSystem.readFile(pack)
+        bytes[bytes.count / 2] ^= 0x40
+        try FileSystem.writeFileAtomically(pack, bytes)
+        let reopened = try temp.open()
+        #expect(throws: ChunkStore.DamagedEntry.self) { try temp.read(reopened, 1) }
+        // The damaged chunk is forgotten: storing the output again repairs it.
+        try reopened.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        #expect(try temp.read(reopened, 1) == body)
+    }
+
+    @Test("a manifest whose chunks are gone is damaged")
+    func missingPack() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(300_000, seed: 12)
+        try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        for file in try temp.files(in: "packs") { try FileSystem.remove(file) }
+        #expect(throws: ChunkStore.DamagedEntry.self) { try temp.read(try temp.open(), 1) }
+    }
+
+    @Test("a damaged manifest is reported, and quarantine turns it into a miss")
+    func damagedManifest() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(3000, seed: 13)
+        try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        let shard = try #require(try temp.files(in: "manifests").first)
+        let manifest = try #require(try FileSystem.contentsOfDirectory(shard).first.map { shard + "/" + $0 })
+        var bytes = try FileSystem.readFile(manifest)
+        bytes[40] ^= 1
+        try FileSystem.writeFileAtomically(manifest, bytes)
+        #expect(throws: ChunkStore.DamagedEntry.self) { try store.manifest(for: key(1)) }
+        store.quarantine(key: key(1))
+        #expect(try store.manifest(for: key(1)) == nil)
+    }
+
+    @Test("an output that does not match its output ID is never materialized")
+    func wrongOutputID() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(50_000, seed: 14)
+        try store.store(key: key(1), outputID: SHA256.hash(Array("something else".utf8)), time: 1, body: .bytes(body))
+        #expect(throws: ChunkStore.DamagedEntry.self) { try temp.read(store, 1) }
+        #expect(try temp.files(in: "..").allSatisfy { !$0.contains("out-") })
+    }
+
+    @Test("manifests survive any truncation as an error, never a trap")
+    func truncatedManifests() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(100_000, seed: 15)
+        let manifest = try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        let bytes = manifest.encoded()
+        #expect(try Manifest(decoding: bytes) == manifest)
+        for length in 0..<bytes.count {
+            #expect(throws: CorruptData.self) { try Manifest(decoding: Array(bytes.prefix(length))) }
+        }
+    }
+
+    @Test("counters accumulate across flushes")
+    func counters() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        store.counters.hits.add(3)
+        try store.counters.flush()
+        store.counters.hits.add(2)
+        try store.counters.flush()
+        #expect(try temp.open().statistics().hits == 5)
+    }
+}

@@ -1,0 +1,68 @@
+import ChunkStore
+import Digests
+import FileIO
+
+func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed
+    var words = [UInt64](repeating: 0, count: (count + 7) / 8)
+    for index in words.indices {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        words[index] = z ^ (z >> 31)
+    }
+    return words.withUnsafeBytes { Array($0.prefix(count)) }
+}
+
+/// Bytes that compress like a build output: random words from a small vocabulary.
+func compressibleBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    let noise = pseudoRandomBytes(count, seed: seed)
+    let vocabulary = ["runtime.", "func ", "type ", "(*T).", "go:", "\u{0}\u{0}\u{0}\u{1}", "strings.", "Builder", "main"].map { Array($0.utf8) }
+    var out: [UInt8] = []
+    out.reserveCapacity(count)
+    var i = 0
+    while out.count < count {
+        out.append(contentsOf: vocabulary[Int(noise[i % noise.count]) % vocabulary.count])
+        out.append(noise[(i * 7) % noise.count])
+        i += 1
+    }
+    return Array(out.prefix(count))
+}
+
+func key(_ n: Int) -> SHA256Digest { SHA256.hash(Array("action \(n)".utf8)) }
+
+/// A fresh store directory, removed when the test ends.
+struct TemporaryStore: ~Copyable {
+    let path: String
+    init() throws {
+        path = "/tmp/chunkstore-test-" + FileSystem.uniqueSuffix()
+        try FileSystem.createDirectories(path)
+    }
+    deinit { try? FileSystem.removeTree(path) }
+
+    func open(_ configuration: ChunkStore.Configuration = .init()) throws -> ChunkStore {
+        try ChunkStore(directory: path + "/store", configuration: configuration)
+    }
+
+    /// Stores `body` under `n` and reads it back through a materialized file.
+    func roundTrip(_ store: ChunkStore, _ n: Int, _ body: [UInt8]) throws -> [UInt8] {
+        try store.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        return try read(store, n)
+    }
+
+    func read(_ store: ChunkStore, _ n: Int) throws -> [UInt8] {
+        guard let manifest = try store.manifest(for: key(n)) else { throw Missing() }
+        let out = path + "/out-\(n)-" + FileSystem.uniqueSuffix()
+        try store.materialize(manifest, at: out)
+        defer { try? FileSystem.remove(out) }
+        return try FileSystem.readFile(out)
+    }
+
+    struct Missing: Error {}
+
+    func files(in sub: String, suffix: String = "") throws -> [String] {
+        let dir = path + "/store/" + sub
+        return try FileSystem.contentsOfDirectory(dir).filter { $0.hasSuffix(suffix) }.map { dir + "/" + $0 }
+    }
+}
