@@ -26,6 +26,7 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         .target(name: "Digests", dependencies: ["CLibCrypto"]),
@@ -37,7 +38,7 @@ let package = Package(
                 "CacheProgWire", "Digests", "FileIO",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .target(name: "ChunkStore", dependencies: ["CZstd", "CZlib", "Digests", "FileIO"]),
+        .target(name: "ChunkStore", dependencies: ["CZstd", "CZlib", "CSQLite", "Digests", "FileIO"]),
         .target(
             name: "ChunkCache",
             dependencies: [

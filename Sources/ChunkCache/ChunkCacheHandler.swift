@@ -45,7 +45,7 @@ public final class ChunkCacheHandler: CacheHandler {
                 time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
         } catch let damage as ChunkStore.DamagedEntry {
             context.logger.warning("damaged entry set aside, served as a miss: \(damage)")
-            store.quarantine(key: key)
+            store.quarantine(key: key, reason: damage.description)
             store.counters.misses.add()
             return nil
         }

@@ -6,15 +6,14 @@ import FileIO
 /// manifest per action lists the chunks (tiny outputs sit inside the manifest).
 ///
 ///     STORE/VERSION                 format marker
-///     STORE/packs/<id>.pack|.idx    chunk records and their index (see PackStore)
-///     STORE/manifests/<xx>/<key>    one manifest per action key (hex)
+///     STORE/catalog.db              manifests and chunk locations (see Catalog)
+///     STORE/packs/<id>.pack         chunk records (see PackStore)
 ///     STORE/live/<process>/         plain files handed out (see LiveArea)
 ///     STORE/tmp/                    bodies being received
-///     STORE/quarantine/             manifests found damaged, set aside
 ///     STORE/stats                   counters accumulated across runs
 ///
-/// It knows nothing of the GOCACHEPROG protocol. Writes go chunks first, manifest last, each
-/// atomically, so a killed process leaves a valid store. Reads verify the whole output against its
+/// It knows nothing of the GOCACHEPROG protocol. Writes go chunks first, then the manifest and
+/// the new chunks' locations in one catalog transaction, so a killed process leaves a valid store. Reads verify the whole output against its
 /// SHA-256 (the output ID), so damage anywhere is a miss, never a wrong file.
 public final class ChunkStore: Sendable {
     /// How outputs are chunked and compressed.
@@ -51,6 +50,7 @@ public final class ChunkStore: Sendable {
     public let directory: String
     public let configuration: Configuration
     let packs: PackStore
+    let catalog: Catalog
     let compressor: Compressor
     public let counters: StoreCounters
 
@@ -69,10 +69,11 @@ public final class ChunkStore: Sendable {
         } else {
             try FileSystem.writeFileAtomically(versionPath, Array(Self.versionLine.utf8), permissions: 0o644)
         }
-        for sub in ["manifests", "live", "tmp", "quarantine"] {
+        for sub in ["live", "tmp"] {
             try FileSystem.createDirectory(self.directory + "/" + sub)
         }
         packs = try PackStore(directory: self.directory + "/packs")
+        catalog = try Catalog(path: self.directory + "/catalog.db")
         compressor = Compressor(codec: configuration.codec, level: configuration.level)
         counters = StoreCounters(path: self.directory + "/stats", lockPath: self.directory + "/VERSION")
     }
@@ -82,16 +83,12 @@ public final class ChunkStore: Sendable {
     /// Where bodies are received; on the store's filesystem, so they can be renamed into place.
     public var temporaryDirectory: String { directory + "/tmp" }
 
-    func manifestPath(_ key: SHA256Digest) -> String {
-        let hex = key.hex
-        return directory + "/manifests/" + hex.prefix(2) + "/" + hex
-    }
-
     // MARK: Storing
 
     /// Stores `body` as the output of `key`, replacing what was there. Returns its manifest.
     @discardableResult
     public func store(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
+        var newChunks: [SHA256Digest: ChunkLocation] = [:]
         let content: Manifest.Content
         let size: Int64
         switch body {
@@ -100,7 +97,7 @@ public final class ChunkStore: Sendable {
             content = try bytes.withUnsafeBytes { raw in
                 if raw.count <= configuration.inlineLimit { return inline(raw) }
                 var offset = 0
-                return .chunks(try storeChunks { buffer in
+                return .chunks(try storeChunks(newChunks: &newChunks) { buffer in
                     let n = min(buffer.count, raw.count - offset)
                     buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[offset..<offset + n]))
                     offset += n
@@ -117,7 +114,7 @@ public final class ChunkStore: Sendable {
                 content = bytes.withUnsafeBytes { inline($0) }
             } else {
                 var offset: Int64 = 0
-                content = .chunks(try storeChunks { buffer in
+                content = .chunks(try storeChunks(newChunks: &newChunks) { buffer in
                     let n = try descriptor.read(into: buffer, at: offset)
                     offset += Int64(n)
                     return n
@@ -129,13 +126,7 @@ public final class ChunkStore: Sendable {
             let total = chunks.reduce(Int64(0)) { $0 + Int64($1.location.rawSize) }
             guard total == size else { throw DamagedEntry(description: "output changed while being stored") }
         }
-        let path = manifestPath(key)
-        do {
-            try FileSystem.writeFileAtomically(path, manifest.encoded(), permissions: 0o600)
-        } catch let error as SystemError where error.isNotFound {
-            try FileSystem.createDirectory(FileSystem.parentDirectory(of: path))
-            try FileSystem.writeFileAtomically(path, manifest.encoded(), permissions: 0o600)
-        }
+        try catalog.commit(key: key, manifest: manifest.encoded(), time: time, newChunks: newChunks.map { ($0.key, $0.value) })
         counters.puts.add()
         counters.bytesPut.add(size)
         return manifest
@@ -149,7 +140,7 @@ public final class ChunkStore: Sendable {
 
     /// Chunks what `read` supplies (it fills a buffer and returns the count, 0 at the end),
     /// storing each chunk not already stored.
-    private func storeChunks(_ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
+    private func storeChunks(newChunks: inout [SHA256Digest: ChunkLocation], _ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
         let chunker = configuration.chunker
         let capacity = max(1 << 20, chunker.maxSize * 2)
         var buffer = [UInt8](repeating: 0, count: capacity)
@@ -182,12 +173,13 @@ public final class ChunkStore: Sendable {
                 let chunk = UnsafeRawBufferPointer(rebasing: window[..<length])
                 let digest = SHA256.hash(chunk)
                 let location: ChunkLocation
-                if let known = packs.location(of: digest) {
+                if let known = try newChunks[digest] ?? catalog.location(of: digest) {
                     location = known
                 } else {
                     scratch.removeAll(keepingCapacity: true)
                     let codec = compressor.compress(chunk, into: &scratch)
                     location = try scratch.withUnsafeBytes { try packs.append(digest, codec: codec, rawSize: length, payload: $0) }
+                    newChunks[digest] = location
                 }
                 chunks.append(Manifest.Chunk(digest: digest, location: location))
                 start += length
@@ -201,12 +193,7 @@ public final class ChunkStore: Sendable {
     /// The manifest stored for `key`, or nil. Throws `DamagedEntry` for one that does not parse
     /// or belongs to another key.
     public func manifest(for key: SHA256Digest) throws -> Manifest? {
-        let bytes: [UInt8]
-        do {
-            bytes = try FileSystem.readFile(manifestPath(key))
-        } catch let error as SystemError where error.isNotFound {
-            return nil
-        }
+        guard let bytes = try catalog.manifest(for: key) else { return nil }
         do {
             let manifest = try Manifest(decoding: bytes)
             guard manifest.key == key else { throw CorruptData(description: "manifest is for another action") }
@@ -256,10 +243,10 @@ public final class ChunkStore: Sendable {
                         }
                     }
                 } catch let error as CorruptData {
-                    packs.forget(chunk.digest, at: chunk.location)
+                    try? catalog.forget(chunk.digest, at: chunk.location)
                     throw DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): \(error)")
                 } catch let error as SystemError where error.isNotFound {
-                    packs.forget(chunk.digest, at: chunk.location)
+                    try? catalog.forget(chunk.digest, at: chunk.location)
                     throw DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): pack missing")
                 }
                 if output.count >= 1 << 20 {
@@ -289,15 +276,13 @@ public final class ChunkStore: Sendable {
             let ok = (try? packs.readPayload(chunk.digest, at: chunk.location).withUnsafeBytes { input in
                 try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: chunk.location.codec, into: $0) }
             }) != nil
-            if !ok || SHA256.hash(plain) != chunk.digest { packs.forget(chunk.digest, at: chunk.location) }
+            if !ok || SHA256.hash(plain) != chunk.digest { try? catalog.forget(chunk.digest, at: chunk.location) }
         }
     }
 
     /// Moves a damaged manifest out of the way, so its action is a miss and can be stored anew.
-    public func quarantine(key: SHA256Digest) {
-        let source = manifestPath(key)
-        let destination = directory + "/quarantine/" + key.hex + "." + FileSystem.uniqueSuffix()
-        try? FileSystem.rename(source, to: destination)
+    public func quarantine(key: SHA256Digest, reason: String) {
+        try? catalog.quarantine(key: key, reason: reason, time: WallClock.nanoseconds())
         counters.damaged.add()
     }
 }

@@ -16,21 +16,19 @@ public struct ChunkLocation: Hashable, Sendable {
     public var codec: Codec
 }
 
-/// Chunks appended to pack files, one pack at a time per process, each with an index file.
+/// Chunks appended to pack files, one pack at a time per process.
 ///
 ///     packs/<id>.pack   records: "CCK1", codec, 3 zero bytes, raw size u32, stored size u32,
 ///                       SHA-256 of the raw chunk (32), then the payload
-///     packs/<id>.idx    56-byte entries: SHA-256, offset u64, stored u32, raw u32, codec, 7 zero
 ///
 /// Packs avoid the 4 KiB of block slack that a small chunk in a file of its own wastes. A
 /// process writes only packs it created (O_EXCL), so processes never interleave in a file. A
-/// record is written before its index entry, and both before any manifest names it, so a crash
-/// leaves at worst unreferenced bytes at the end of a pack. Readers verify every record against
-/// its hash, so a damaged pack yields misses, never wrong data.
+/// record is written before the catalog names it, so a crash leaves at worst unreferenced bytes
+/// at the end of a pack. Records describe themselves (so a pack can be checked or re-indexed
+/// alone), and readers check each one against what the manifest expects.
 final class PackStore: Sendable {
     static let recordMagic: [UInt8] = Array("CCK1".utf8)
     static let recordHeaderSize = 48
-    static let indexEntrySize = 56
 
     let directory: String
     /// A pack is closed for appending beyond this size.
@@ -39,11 +37,9 @@ final class PackStore: Sendable {
     private struct Writer {
         var pack: UInt64 = 0
         var data: FileDescriptor?
-        var index: FileDescriptor?
         var size: Int64 = 0
     }
 
-    private let known = Mutex<[SHA256Digest: ChunkLocation]>([:])
     private let writer = Mutex(Writer())
     private let readers = Mutex<[UInt64: FileDescriptor]>([:])
 
@@ -51,13 +47,11 @@ final class PackStore: Sendable {
         self.directory = directory
         self.packLimit = packLimit
         try FileSystem.createDirectories(directory)
-        try loadIndexes()
     }
 
     deinit {
         writer.withLock { state in
             state.data?.close()
-            state.index?.close()
         }
         readers.withLock { $0.values.forEach { $0.close() } }
     }
@@ -67,47 +61,8 @@ final class PackStore: Sendable {
         return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
-    func path(of pack: UInt64, suffix: String = ".pack") -> String {
-        directory + "/" + Self.name(of: pack) + suffix
-    }
-
-    /// Reads every pack's index, so chunks stored by any process are found and not stored again.
-    func loadIndexes() throws {
-        var found: [SHA256Digest: ChunkLocation] = [:]
-        for name in try FileSystem.contentsOfDirectory(directory) where name.hasSuffix(".idx") && name.count == 20 {
-            guard let pack = UInt64(name.prefix(16), radix: 16), let bytes = try? FileSystem.readFile(directory + "/" + name) else { continue }
-            bytes.withUnsafeBytes { raw in
-                var reader = ByteReader(raw)
-                while reader.remaining >= Self.indexEntrySize {
-                    guard let entry = try? Self.readIndexEntry(&reader, pack: pack) else { continue }
-                    if found[entry.0] == nil { found[entry.0] = entry.1 }
-                }
-            }
-        }
-        known.withLock { known in known.merge(found) { old, _ in old } }
-    }
-
-    private static func readIndexEntry(_ reader: inout ByteReader, pack: UInt64) throws -> (SHA256Digest, ChunkLocation)? {
-        let digest = try reader.readDigest()
-        let offset = try reader.read(UInt64.self)
-        let stored = try reader.read(UInt32.self)
-        let raw = try reader.read(UInt32.self)
-        let codecValue = try reader.read(UInt8.self)
-        try reader.skip(7)
-        guard let codec = Codec(rawValue: codecValue), raw > 0, stored > 0, offset < UInt64(Int64.max) else { return nil }
-        return (digest, ChunkLocation(pack: pack, offset: Int64(offset), storedSize: stored, rawSize: raw, codec: codec))
-    }
-
-    /// Where the chunk with this hash is stored, if it is.
-    func location(of digest: SHA256Digest) -> ChunkLocation? {
-        known.withLock { $0[digest] }
-    }
-
-    /// Forgets a chunk found damaged, so the next put of the same content stores it again.
-    func forget(_ digest: SHA256Digest, at location: ChunkLocation) {
-        known.withLock { known in
-            if known[digest] == location { known[digest] = nil }
-        }
+    func path(of pack: UInt64) -> String {
+        directory + "/" + Self.name(of: pack) + ".pack"
     }
 
     /// Appends a chunk's encoded payload and returns where it went.
@@ -126,40 +81,21 @@ final class PackStore: Sendable {
             let location = ChunkLocation(pack: state.pack, offset: state.size, storedSize: UInt32(payload.count), rawSize: UInt32(rawSize), codec: codec)
             try record.bytes.withUnsafeBytes { try state.data!.writeAll($0, at: state.size) }
             state.size += Int64(record.bytes.count)
-            var entry = ByteWriter(capacity: Self.indexEntrySize)
-            entry.append(digest)
-            entry.append(UInt64(location.offset))
-            entry.append(location.storedSize)
-            entry.append(location.rawSize)
-            entry.append(codec.rawValue)
-            entry.pad(7)
-            try state.index!.writeAll(entry.bytes)
             return location
-        }
-        known.withLock { known in
-            if known[digest] == nil { known[digest] = location }
         }
         return location
     }
 
     private func startPack(_ state: inout Writer) throws {
         state.data?.close()
-        state.index?.close()
         state.data = nil
-        state.index = nil
         while true {
-            let pack = UInt64.random(in: 1...UInt64.max)
+            // Below 2^63, so the ID fits SQLite's signed integers unchanged.
+            let pack = UInt64.random(in: 1...UInt64(Int64.max))
             do {
                 let data = try FileDescriptor.open(path(of: pack), [.writeOnly, .create, .exclusive, .noFollow], permissions: 0o600)
-                do {
-                    let index = try FileDescriptor.open(path(of: pack, suffix: ".idx"), [.writeOnly, .create, .exclusive, .append, .noFollow], permissions: 0o600)
-                    state = Writer(pack: pack, data: data, index: index, size: 0)
-                    return
-                } catch {
-                    data.close()
-                    try? FileSystem.remove(path(of: pack))
-                    throw error
-                }
+                state = Writer(pack: pack, data: data, size: 0)
+                return
             } catch let error as SystemError where error.isExists {
                 continue  // a 1-in-2^64 clash: pick another
             }
@@ -201,7 +137,4 @@ final class PackStore: Sendable {
             return descriptor
         }
     }
-
-    /// Every chunk the indexes know, for statistics and verification.
-    func allLocations() -> [SHA256Digest: ChunkLocation] { known.withLock { $0 } }
 }

@@ -41,28 +41,23 @@ extension ChunkStore {
     public func statistics() -> StoreStatistics {
         var stats = StoreStatistics()
         var seen = Set<SHA256Digest>()
-        let root = directory + "/manifests"
-        for shard in (try? FileSystem.contentsOfDirectory(root)) ?? [] {
-            for name in (try? FileSystem.contentsOfDirectory(root + "/" + shard)) ?? [] where name.count == 64 {
-                guard let bytes = try? FileSystem.readFile(root + "/" + shard + "/" + name),
-                    let manifest = try? Manifest(decoding: bytes)
-                else { continue }
-                stats.outputs += 1
-                stats.logicalBytes += manifest.size
-                switch manifest.content {
-                case .inline(let codec, let payload):
-                    stats.inlineOutputs += 1
-                    stats.uniqueBytes += manifest.size
-                    stats.storedBytes += Int64(payload.count)
-                    stats.storedBytesByCodec[codec.description, default: 0] += Int64(payload.count)
-                case .chunks(let chunks):
-                    stats.chunkReferences += chunks.count
-                    for chunk in chunks where seen.insert(chunk.digest).inserted {
-                        stats.uniqueChunks += 1
-                        stats.uniqueBytes += Int64(chunk.location.rawSize)
-                        stats.storedBytes += Int64(chunk.location.storedSize)
-                        stats.storedBytesByCodec[chunk.location.codec.description, default: 0] += Int64(chunk.location.storedSize)
-                    }
+        for bytes in (try? catalog.allManifests()) ?? [] {
+            guard let manifest = try? Manifest(decoding: bytes) else { continue }
+            stats.outputs += 1
+            stats.logicalBytes += manifest.size
+            switch manifest.content {
+            case .inline(let codec, let payload):
+                stats.inlineOutputs += 1
+                stats.uniqueBytes += manifest.size
+                stats.storedBytes += Int64(payload.count)
+                stats.storedBytesByCodec[codec.description, default: 0] += Int64(payload.count)
+            case .chunks(let chunks):
+                stats.chunkReferences += chunks.count
+                for chunk in chunks where seen.insert(chunk.digest).inserted {
+                    stats.uniqueChunks += 1
+                    stats.uniqueBytes += Int64(chunk.location.rawSize)
+                    stats.storedBytes += Int64(chunk.location.storedSize)
+                    stats.storedBytesByCodec[chunk.location.codec.description, default: 0] += Int64(chunk.location.storedSize)
                 }
             }
         }

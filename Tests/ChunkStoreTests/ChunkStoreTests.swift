@@ -1,4 +1,4 @@
-import ChunkStore
+@testable import ChunkStore
 import Digests
 import FileIO
 import Testing
@@ -116,15 +116,14 @@ struct ChunkStoreTests {
         let temp = try TemporaryStore()
         let store = try temp.open()
         let body = compressibleBytes(3000, seed: 13)
-        try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
-        let shard = try #require(try temp.files(in: "manifests").first)
-        let manifest = try #require(try FileSystem.contentsOfDirectory(shard).first.map { shard + "/" + $0 })
-        var bytes = try FileSystem.readFile(manifest)
+        let manifest = try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        var bytes = manifest.encoded()
         bytes[40] ^= 1
-        try FileSystem.writeFileAtomically(manifest, bytes)
+        try store.catalog.commit(key: key(1), manifest: bytes, time: 1, newChunks: [])
         #expect(throws: ChunkStore.DamagedEntry.self) { try store.manifest(for: key(1)) }
-        store.quarantine(key: key(1))
+        store.quarantine(key: key(1), reason: "test")
         #expect(try store.manifest(for: key(1)) == nil)
+        #expect(store.statistics().damaged == 1)
     }
 
     @Test("an output that does not match its output ID is never materialized")

