@@ -1,4 +1,5 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
 
 // Layers, lowest first: CacheProgWire (protocol types and codec, no I/O) → CacheProg (server,
@@ -69,4 +70,20 @@ let package = Package(
 
 for target in package.targets where target.type != .system {
     target.swiftSettings = (target.swiftSettings ?? []) + swiftSettings
+}
+
+// Benchmarks (ordo-one/benchmark) are in the manifest only when asked for, so that building and
+// testing the package does not fetch and build the benchmark framework:
+//     CHUNKCACHE_BENCHMARKS=1 swift package benchmark        (scripts/bench-micro does this)
+if ProcessInfo.processInfo.environment["CHUNKCACHE_BENCHMARKS"] != nil {
+    package.dependencies.append(
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]))
+    for (name, dependencies) in [("WireBenchmarks", ["CacheProgWire"]), ("StoreBenchmarks", ["ChunkStore", "Digests"])] {
+        package.targets.append(
+            .executableTarget(
+                name: name,
+                dependencies: dependencies.map { .target(name: $0) } + [.product(name: "Benchmark", package: "benchmark")],
+                path: "Benchmarks/\(name)",
+                plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]))
+    }
 }

@@ -1,0 +1,87 @@
+import Benchmark
+import ChunkStore
+import Digests
+import Foundation
+
+// The store's hot paths on real Go build outputs: the chunker alone, zstd, and a whole put and
+// get. The corpus is the output files of a `go build std` that scripts/bench-micro gathers into
+// $CHUNKCACHE_CORPUS (not committed).
+
+private let corpus: [[UInt8]] = {
+    guard let directory = ProcessInfo.processInfo.environment["CHUNKCACHE_CORPUS"] else {
+        fatalError("set CHUNKCACHE_CORPUS to a directory of Go build outputs (scripts/bench-micro does)")
+    }
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return files.sorted().compactMap { FileManager.default.contents(atPath: directory + "/" + $0).map { [UInt8]($0) } }
+}()
+
+private let corpusBytes = corpus.reduce(0) { $0 + $1.count }
+
+let benchmarks: @Sendable () -> Void = {
+    // Throughput is reported per iteration; one iteration processes the whole corpus, so
+    // MB/s = corpus MB × iterations/s. The corpus size is printed once.
+    print("corpus: \(corpus.count) files, \(corpusBytes) bytes")
+    Benchmark.defaultConfiguration = .init(metrics: [.wallClock, .throughput, .instructions], maxDuration: .seconds(5), maxIterations: 20)
+
+    Benchmark("FastCDC chunking (corpus)") { benchmark in
+        let chunker = FastCDC(averageSize: 16 << 10)
+        for _ in benchmark.scaledIterations {
+            var count = 0
+            for file in corpus { file.withUnsafeBytes { count += chunker.chunks(of: $0).count } }
+            blackHole(count)
+        }
+    }
+
+    Benchmark("SHA-256 (corpus)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            for file in corpus { blackHole(SHA256.hash(file)) }
+        }
+    }
+
+    Benchmark("zstd-3 compress, 16 KiB chunks (corpus)") { benchmark in
+        let compressor = Compressor(codec: .zstd, level: 3)
+        let chunker = FastCDC(averageSize: 16 << 10)
+        var out: [UInt8] = []
+        for _ in benchmark.scaledIterations {
+            for file in corpus {
+                file.withUnsafeBytes { raw in
+                    for range in chunker.chunks(of: raw) {
+                        out.removeAll(keepingCapacity: true)
+                        blackHole(compressor.compress(UnsafeRawBufferPointer(rebasing: raw[range]), into: &out))
+                    }
+                }
+            }
+        }
+    }
+
+    let root = NSTemporaryDirectory() + "store-bench-\(getpid())"
+    Benchmark("put path: chunk + hash + compress + write (corpus)", configuration: .init(maxIterations: 5)) { benchmark in
+        for iteration in benchmark.scaledIterations {
+            try? FileManager.default.removeItem(atPath: root)
+            let store = try ChunkStore(directory: root + "/\(iteration)")
+            benchmark.startMeasurement()
+            for (n, file) in corpus.enumerated() {
+                try store.store(key: SHA256.hash(Array("\(n)".utf8)), outputID: SHA256.hash(file), time: 0, body: .bytes(file))
+            }
+            benchmark.stopMeasurement()
+        }
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    Benchmark("get path: read + decompress + verify + write file (corpus)", configuration: .init(maxIterations: 10)) { benchmark in
+        try? FileManager.default.removeItem(atPath: root)
+        let store = try ChunkStore(directory: root + "/get")
+        var manifests: [Manifest] = []
+        for (n, file) in corpus.enumerated() {
+            manifests.append(try store.store(key: SHA256.hash(Array("\(n)".utf8)), outputID: SHA256.hash(file), time: 0, body: .bytes(file)))
+        }
+        let out = root + "/out"
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            for (n, manifest) in manifests.enumerated() { try store.materialize(manifest, at: out + "/\(n)") }
+        }
+        benchmark.stopMeasurement()
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}
