@@ -230,16 +230,28 @@ public final class ChunkStore: Sendable {
             try descriptor.writeAll(plain)
             written = Int64(plain.count)
         case .chunks(let chunks):
-            var output: [UInt8] = []
-            output.reserveCapacity(1 << 20)
+            // Decode into a window of about 1 MiB, hashed and written whenever it fills, so a
+            // large output never sits whole in memory.
+            let windowSize = max(1 << 20, configuration.chunker.maxSize)
+            var window = [UInt8](repeating: 0, count: windowSize + configuration.chunker.maxSize)
+            var filled = 0
+            var record: [UInt8] = []
             for chunk in chunks {
-                let start = output.count
-                output.append(contentsOf: repeatElement(0, count: Int(chunk.location.rawSize)))
+                let rawSize = Int(chunk.location.rawSize)
+                if filled + rawSize > window.count {
+                    try window.withUnsafeBytes { raw in
+                        let full = UnsafeRawBufferPointer(rebasing: raw[..<filled])
+                        hasher.update(full)
+                        try descriptor.writeAll(full)
+                    }
+                    written += Int64(filled)
+                    filled = 0
+                    if rawSize > window.count { window = [UInt8](repeating: 0, count: rawSize) }
+                }
                 do {
-                    let payload = try packs.readPayload(chunk.digest, at: chunk.location)
-                    try payload.withUnsafeBytes { input in
-                        try output.withUnsafeMutableBytes { out in
-                            try compressor.decompress(input, codec: chunk.location.codec, into: UnsafeMutableRawBufferPointer(rebasing: out[start...]))
+                    try packs.withPayload(chunk.digest, at: chunk.location, buffer: &record) { payload in
+                        try window.withUnsafeMutableBytes { out in
+                            try compressor.decompress(payload, codec: chunk.location.codec, into: UnsafeMutableRawBufferPointer(rebasing: out[filled..<filled + rawSize]))
                         }
                     }
                 } catch let error as CorruptData {
@@ -249,16 +261,14 @@ public final class ChunkStore: Sendable {
                     try? catalog.forget(chunk.digest, at: chunk.location)
                     throw DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): pack missing")
                 }
-                if output.count >= 1 << 20 {
-                    hasher.update(output)
-                    try descriptor.writeAll(output)
-                    written += Int64(output.count)
-                    output.removeAll(keepingCapacity: true)
-                }
+                filled += rawSize
             }
-            hasher.update(output)
-            try descriptor.writeAll(output)
-            written += Int64(output.count)
+            try window.withUnsafeBytes { raw in
+                let rest = UnsafeRawBufferPointer(rebasing: raw[..<filled])
+                hasher.update(rest)
+                try descriptor.writeAll(rest)
+            }
+            written += Int64(filled)
         }
         guard written == manifest.size, hasher.finalize() == manifest.outputID else {
             findDamagedChunks(manifest)
@@ -271,9 +281,10 @@ public final class ChunkStore: Sendable {
     /// After an output failed its check, finds which chunks are bad and forgets them.
     private func findDamagedChunks(_ manifest: Manifest) {
         guard case .chunks(let chunks) = manifest.content else { return }
+        var record: [UInt8] = []
         for chunk in chunks {
             var plain = [UInt8](repeating: 0, count: Int(chunk.location.rawSize))
-            let ok = (try? packs.readPayload(chunk.digest, at: chunk.location).withUnsafeBytes { input in
+            let ok = (try? packs.withPayload(chunk.digest, at: chunk.location, buffer: &record) { input in
                 try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: chunk.location.codec, into: $0) }
             }) != nil
             if !ok || SHA256.hash(plain) != chunk.digest { try? catalog.forget(chunk.digest, at: chunk.location) }

@@ -102,15 +102,18 @@ final class PackStore: Sendable {
         }
     }
 
-    /// Reads a chunk's payload, checking that the record is the one expected.
-    func readPayload(_ digest: SHA256Digest, at location: ChunkLocation) throws -> [UInt8] {
+    /// Reads a chunk's record into `buffer` (grown as needed), checks that it is the one the
+    /// manifest expects, and calls `body` with its payload.
+    func withPayload<R>(_ digest: SHA256Digest, at location: ChunkLocation, buffer: inout [UInt8], _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let descriptor = try reader(for: location.pack)
         let total = Self.recordHeaderSize + Int(location.storedSize)
-        var record = [UInt8](repeating: 0, count: total)
-        let n = try record.withUnsafeMutableBytes { try descriptor.readFully(into: $0, at: location.offset) }
-        guard n == total else { throw CorruptData(description: "pack \(Self.name(of: location.pack)) is truncated at \(location.offset)") }
-        try record.withUnsafeBytes { raw in
-            var header = ByteReader(raw)
+        if buffer.count < total { buffer = [UInt8](repeating: 0, count: total) }
+        return try buffer.withUnsafeMutableBytes { raw in
+            let record = UnsafeMutableRawBufferPointer(rebasing: raw[..<total])
+            guard try descriptor.readFully(into: record, at: location.offset) == total else {
+                throw CorruptData(description: "pack \(Self.name(of: location.pack)) is truncated at \(location.offset)")
+            }
+            var header = ByteReader(UnsafeRawBufferPointer(record))
             let magic = try header.readBytes(4)
             let codec = try header.read(UInt8.self)
             try header.skip(3)
@@ -120,9 +123,8 @@ final class PackStore: Sendable {
             guard magic.elementsEqual(Self.recordMagic), codec == location.codec.rawValue, rawSize == location.rawSize,
                 storedSize == location.storedSize, recorded == digest
             else { throw CorruptData(description: "pack \(Self.name(of: location.pack)) has no record for \(digest.hex.prefix(16)) at \(location.offset)") }
+            return try body(UnsafeRawBufferPointer(rebasing: record[Self.recordHeaderSize...]))
         }
-        record.removeFirst(Self.recordHeaderSize)
-        return record
     }
 
     private func reader(for pack: UInt64) throws -> FileDescriptor {

@@ -118,7 +118,6 @@ struct SubprocessTests {
     @Test("a program that never answers times out, and is killed")
     func programNeverAnswers() async throws {
         let script = #"printf '{"ID":0,"KnownCommands":["get"]}\n'; exec sleep 30"#
-        let start = ContinuousClock.now
         let (failure, status) = try await CacheProgClient.withProgram(["sh", "-c", script], requestTimeout: .milliseconds(300), exitTimeout: .milliseconds(300)) { client in
             do {
                 _ = try await client.get(actionID(1))
@@ -129,7 +128,6 @@ struct SubprocessTests {
         }
         #expect(failure == .timedOut)
         #expect(status == 128 + 9)
-        #expect(ContinuousClock.now - start < .seconds(20))
     }
 
     @Test("a program that never sends capabilities fails the handshake")
