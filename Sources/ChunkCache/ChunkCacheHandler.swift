@@ -3,6 +3,7 @@ import ChunkStore
 import Digests
 import FileIO
 import Logging
+import Synchronization
 
 /// The GOCACHEPROG backend over a `ChunkStore`: puts are chunked, compressed and deduplicated;
 /// gets reassemble the output into a plain file in this process's live directory.
@@ -10,13 +11,30 @@ import Logging
 /// A damaged entry (bad manifest, missing or corrupt chunk, output not matching its ID) is set
 /// aside and answered as a miss, so the go command rebuilds it; it is never served.
 public final class ChunkCacheHandler: CacheHandler {
+    /// Limits applied when a run ends.
+    public struct Budget: Sendable {
+        /// Bytes on disk (live files excluded) above which least recently used outputs are evicted
+        /// down to 90 %; nil for no limit.
+        public var maxSize: Int64?
+        /// Outputs unused this long (nanoseconds) are dropped; nil to keep them.
+        public var maxAge: Int64?
+
+        public init(maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000) {
+            self.maxSize = maxSize
+            self.maxAge = maxAge
+        }
+    }
+
     public let store: ChunkStore
     public let live: LiveArea
+    public let budget: Budget
+    private let used = Mutex<Set<SHA256Digest>>([])
 
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
     /// than `liveRetention`.
-    public init(store: ChunkStore, liveRetention: Duration = .seconds(3600)) throws {
+    public init(store: ChunkStore, budget: Budget = Budget(), liveRetention: Duration = .seconds(3600)) throws {
         self.store = store
+        self.budget = budget
         live = try LiveArea(root: store.liveRoot)
         let (seconds, attoseconds) = liveRetention.components
         LiveArea.sweep(root: store.liveRoot, retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000, except: live.directory)
@@ -40,6 +58,7 @@ public final class ChunkCacheHandler: CacheHandler {
                 try store.materialize(manifest, at: path)
             }
             store.counters.hits.add()
+            used.withLock { _ = $0.insert(key) }
             return CacheEntry(
                 outputID: OutputID(manifest.outputID), size: manifest.size,
                 time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
@@ -82,12 +101,29 @@ public final class ChunkCacheHandler: CacheHandler {
         finish(logger: context.logger)
     }
 
-    /// Saves this run's counters; call when serving ends, whichever way.
+    /// Saves this run's counters and last-use times; call when serving ends, whichever way.
     public func finish(logger: Logger) {
         do {
+            try store.recordUse(of: Array(used.withLock { $0 }), at: WallClock.nanoseconds())
             try store.counters.flush()
         } catch {
             logger.warning("could not save statistics: \(error)")
+        }
+    }
+
+    /// Applies the budget: expires old outputs and, when over the size limit, evicts the least
+    /// recently used. Call after the go command has its answers (it is not waiting then).
+    public func maintain(logger: Logger) {
+        do {
+            let overBudget = budget.maxSize.map { store.diskUsage > $0 } ?? false
+            let lastTrim = store.counters.persisted()["last_trim", default: 0]
+            let trimDue = WallClock.nanoseconds() - lastTrim > 86_400 * 1_000_000_000
+            guard overBudget || trimDue else { return }
+            let report = try store.trim(maxSize: budget.maxSize, maxAge: budget.maxAge)
+            try store.counters.flush()
+            logger.info("trimmed: \(report.expired) expired, \(report.evicted) evicted, \(report.bytesBefore) → \(report.bytesAfter) bytes")
+        } catch {
+            logger.warning("could not trim the store: \(error)")
         }
     }
 }

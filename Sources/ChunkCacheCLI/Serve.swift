@@ -4,6 +4,10 @@ import ChunkCache
 import ChunkStore
 import Logging
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension ChunkCacheCommand {
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -11,6 +15,7 @@ extension ChunkCacheCommand {
             discussion: "Speaks the protocol on standard input and output; logs go to standard error.")
 
         @OptionGroup var store: StoreOptions
+        @OptionGroup var budget: BudgetOptions
 
         @Option(help: ArgumentHelp("Codec for new chunks: zstd or zlib. Stores read with either.", valueName: "codec"))
         var codec: String = "zstd"
@@ -25,6 +30,7 @@ extension ChunkCacheCommand {
             guard let parsed = Codec(name: codec), parsed != .raw else {
                 throw ValidationError("--codec must be zstd or zlib, not \(codec.debugDescription)")
             }
+            _ = try budget.resolved()
             if let level {
                 let range: ClosedRange<Int32> = parsed == .zstd ? 1...19 : 1...9
                 guard range.contains(level) else { throw ValidationError("--level for \(codec) must be in \(range.lowerBound)...\(range.upperBound)") }
@@ -38,7 +44,8 @@ extension ChunkCacheCommand {
             let chunkStore = try ChunkStore(
                 directory: try store.resolvedDirectory,
                 configuration: .init(codec: Codec(name: codec)!, level: level))
-            let handler = try ChunkCacheHandler(store: chunkStore)
+            let limits = try budget.resolved()
+            let handler = try ChunkCacheHandler(store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge))
             let metrics = ServerMetrics()
             let server = CacheServer(
                 handler: handler, middleware: [LoggingMiddleware(), MetricsMiddleware(metrics: metrics)],
@@ -46,6 +53,11 @@ extension ChunkCacheCommand {
             let ending = try await server.runOverStandardStreams()
             if ending == .endOfInput { handler.finish(logger: logger) }
             logger.debug("served (\(ending)):\n\(metrics.summary())")
+            // The go command has every answer; end the protocol stream so it goes on while the
+            // budget is applied.
+            let devNull = open("/dev/null", O_WRONLY)
+            if devNull >= 0 { dup2(devNull, 1) }
+            handler.maintain(logger: logger)
         }
     }
 }

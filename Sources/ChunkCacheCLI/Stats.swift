@@ -24,7 +24,7 @@ extension ChunkCacheCommand {
                 print(String(decoding: data, as: UTF8.self))
                 return
             }
-            func size(_ bytes: Int64) -> String { ByteCountFormatter.string(fromByteCount: bytes, countStyle: .binary) }
+            let size = format
             let saved = stats.logicalBytes > 0 ? Double(stats.diskBytes) / Double(stats.logicalBytes) : 0
             print("""
                 outputs          \(stats.outputs) (\(stats.inlineOutputs) inline)
@@ -39,6 +39,8 @@ extension ChunkCacheCommand {
                 hits / misses    \(stats.hits) / \(stats.misses)
                 puts             \(stats.puts)
                 damaged          \(stats.damaged)
+                evictions        \(stats.evictions)
+                last trim        \(stats.lastTrim == 0 ? "never" : Date(timeIntervalSince1970: Double(stats.lastTrim) / 1e9).description)
                 """)
         }
     }

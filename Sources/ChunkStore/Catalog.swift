@@ -28,6 +28,7 @@ final class Catalog: Sendable {
                     CREATE TABLE IF NOT EXISTS chunks (
                         digest BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
                         stored INTEGER NOT NULL, raw INTEGER NOT NULL, codec INTEGER NOT NULL) WITHOUT ROWID;
+                    CREATE INDEX IF NOT EXISTS manifests_by_last_use ON manifests (last_used);
                     CREATE TABLE IF NOT EXISTS quarantine (
                         key BLOB NOT NULL, manifest BLOB NOT NULL, reason TEXT NOT NULL, time INTEGER NOT NULL);
                     PRAGMA user_version = \(Self.schemaVersion);
@@ -53,12 +54,28 @@ final class Catalog: Sendable {
         try database.withLock { database in
             var found: ChunkLocation?
             try database.query("SELECT pack, offset, stored, raw, codec FROM chunks WHERE digest = ?", [.blob(digest.bytes)]) { row in
-                guard let codec = Codec(rawValue: UInt8(truncatingIfNeeded: row.integer(4))) else { return }
-                found = ChunkLocation(
-                    pack: UInt64(bitPattern: row.integer(0)), offset: row.integer(1),
-                    storedSize: UInt32(truncatingIfNeeded: row.integer(2)), rawSize: UInt32(truncatingIfNeeded: row.integer(3)), codec: codec)
+                found = Self.location(row, from: 0)
             }
             return found
+        }
+    }
+
+    private static func location(_ row: SQLiteDatabase.Row, from column: Int32) -> ChunkLocation? {
+        guard let codec = Codec(rawValue: UInt8(truncatingIfNeeded: row.integer(column + 4))) else { return nil }
+        return ChunkLocation(
+            pack: UInt64(bitPattern: row.integer(column)), offset: row.integer(column + 1),
+            storedSize: UInt32(truncatingIfNeeded: row.integer(column + 2)), rawSize: UInt32(truncatingIfNeeded: row.integer(column + 3)), codec: codec)
+    }
+
+    /// Every chunk's location.
+    func allChunks() throws -> [SHA256Digest: ChunkLocation] {
+        try database.withLock { database in
+            var all: [SHA256Digest: ChunkLocation] = [:]
+            try database.query("SELECT digest, pack, offset, stored, raw, codec FROM chunks") { row in
+                guard let digest = SHA256Digest(bytes: row.blob(0)), let location = Self.location(row, from: 1) else { return }
+                all[digest] = location
+            }
+            return all
         }
     }
 
@@ -100,12 +117,91 @@ final class Catalog: Sendable {
         }
     }
 
-    /// Every encoded manifest.
-    func allManifests() throws -> [[UInt8]] {
+    /// Every action key with its encoded manifest.
+    func allManifests() throws -> [(key: [UInt8], manifest: [UInt8])] {
         try database.withLock { database in
-            var all: [[UInt8]] = []
-            try database.query("SELECT manifest FROM manifests") { all.append($0.blob(0)) }
+            var all: [(key: [UInt8], manifest: [UInt8])] = []
+            try database.query("SELECT key, manifest FROM manifests") { all.append(($0.blob(0), $0.blob(1))) }
             return all
+        }
+    }
+
+    // MARK: Lifecycle
+
+    /// Marks `keys` as used at `time` (one transaction for a whole run's hits).
+    func touch(_ keys: [SHA256Digest], time: Int64) throws {
+        guard !keys.isEmpty else { return }
+        try database.withLock { database in
+            try database.transaction {
+                for key in keys {
+                    try database.query("UPDATE manifests SET last_used = ? WHERE key = ? AND last_used < ?", [.integer(time), .blob(key.bytes), .integer(time)])
+                }
+            }
+        }
+    }
+
+    /// Deletes manifests unused since `cutoff`; returns how many.
+    func deleteManifests(unusedSince cutoff: Int64) throws -> Int {
+        try database.withLock { database in
+            var count: Int64 = 0
+            try database.query("SELECT count(*) FROM manifests WHERE last_used < ?", [.integer(cutoff)]) { count = $0.integer(0) }
+            if count > 0 { try database.query("DELETE FROM manifests WHERE last_used < ?", [.integer(cutoff)]) }
+            return Int(count)
+        }
+    }
+
+    /// Every action with when it was last used, least recently used first.
+    func actionsByLastUse() throws -> [(key: SHA256Digest, lastUsed: Int64)] {
+        try database.withLock { database in
+            var all: [(key: SHA256Digest, lastUsed: Int64)] = []
+            try database.query("SELECT key, last_used FROM manifests ORDER BY last_used, key") { row in
+                if let key = SHA256Digest(bytes: row.blob(0)) { all.append((key, row.integer(1))) }
+            }
+            return all
+        }
+    }
+
+    /// Deletes the manifests of `keys`.
+    func deleteManifests(_ keys: [SHA256Digest]) throws {
+        try database.withLock { database in
+            try database.transaction {
+                for key in keys { try database.query("DELETE FROM manifests WHERE key = ?", [.blob(key.bytes)]) }
+            }
+        }
+    }
+
+    /// Deletes the locations of `digests`.
+    func deleteChunks(_ digests: [SHA256Digest]) throws {
+        try database.withLock { database in
+            try database.transaction {
+                for digest in digests { try database.query("DELETE FROM chunks WHERE digest = ?", [.blob(digest.bytes)]) }
+            }
+        }
+    }
+
+    /// Points chunks at their new places (after a pack was compacted), all at once.
+    func relocate(_ moves: [(SHA256Digest, ChunkLocation)]) throws {
+        try database.withLock { database in
+            try database.transaction {
+                for (digest, location) in moves {
+                    try database.query(
+                        "UPDATE chunks SET pack = ?, offset = ?, stored = ?, raw = ?, codec = ? WHERE digest = ?",
+                        [.integer(Int64(bitPattern: location.pack)), .integer(location.offset), .integer(Int64(location.storedSize)),
+                         .integer(Int64(location.rawSize)), .integer(Int64(location.codec.rawValue)), .blob(digest.bytes)])
+                }
+            }
+        }
+    }
+
+    /// Returns the catalog's file space to the filesystem, if much of it is free.
+    func vacuumIfWorthIt() throws {
+        try database.withLock { database in
+            var pages: Int64 = 0
+            var free: Int64 = 0
+            try database.query("PRAGMA page_count") { pages = $0.integer(0) }
+            try database.query("PRAGMA freelist_count") { free = $0.integer(0) }
+            if free > 256 && free * 4 > pages { try database.execute("VACUUM") }
+            try database.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         }
     }
 }

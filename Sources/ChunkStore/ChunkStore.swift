@@ -11,6 +11,7 @@ import FileIO
 ///     STORE/live/<process>/         plain files handed out (see LiveArea)
 ///     STORE/tmp/                    bodies being received
 ///     STORE/stats                   counters accumulated across runs
+///     STORE/gc.lock                 keeps gc and puts apart (see StoreLock)
 ///
 /// It knows nothing of the GOCACHEPROG protocol. Writes go chunks first, then the manifest and
 /// the new chunks' locations in one catalog transaction, so a killed process leaves a valid store. Reads verify the whole output against its
@@ -51,6 +52,7 @@ public final class ChunkStore: Sendable {
     public let configuration: Configuration
     let packs: PackStore
     let catalog: Catalog
+    let lock: StoreLock
     let compressor: Compressor
     public let counters: StoreCounters
 
@@ -74,6 +76,7 @@ public final class ChunkStore: Sendable {
         }
         packs = try PackStore(directory: self.directory + "/packs")
         catalog = try Catalog(path: self.directory + "/catalog.db")
+        lock = try StoreLock(path: self.directory + "/gc.lock")
         compressor = Compressor(codec: configuration.codec, level: configuration.level)
         counters = StoreCounters(path: self.directory + "/stats", lockPath: self.directory + "/VERSION")
     }
@@ -88,6 +91,10 @@ public final class ChunkStore: Sendable {
     /// Stores `body` as the output of `key`, replacing what was there. Returns its manifest.
     @discardableResult
     public func store(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
+        try lock.withShared { try storeLocked(key: key, outputID: outputID, time: time, body: body) }
+    }
+
+    private func storeLocked(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
         var newChunks: [SHA256Digest: ChunkLocation] = [:]
         let content: Manifest.Content
         let size: Int64
@@ -123,7 +130,7 @@ public final class ChunkStore: Sendable {
         }
         let manifest = Manifest(key: key, outputID: outputID, size: size, time: time, content: content)
         if case .chunks(let chunks) = content {
-            let total = chunks.reduce(Int64(0)) { $0 + Int64($1.location.rawSize) }
+            let total = chunks.reduce(Int64(0)) { $0 + Int64($1.size) }
             guard total == size else { throw DamagedEntry(description: "output changed while being stored") }
         }
         try catalog.commit(key: key, manifest: manifest.encoded(), time: time, newChunks: newChunks.map { ($0.key, $0.value) })
@@ -172,16 +179,12 @@ public final class ChunkStore: Sendable {
                 let length = chunker.firstChunkLength(window)
                 let chunk = UnsafeRawBufferPointer(rebasing: window[..<length])
                 let digest = SHA256.hash(chunk)
-                let location: ChunkLocation
-                if let known = try newChunks[digest] ?? catalog.location(of: digest) {
-                    location = known
-                } else {
+                if try newChunks[digest] == nil && catalog.location(of: digest) == nil {
                     scratch.removeAll(keepingCapacity: true)
                     let codec = compressor.compress(chunk, into: &scratch)
-                    location = try scratch.withUnsafeBytes { try packs.append(digest, codec: codec, rawSize: length, payload: $0) }
-                    newChunks[digest] = location
+                    newChunks[digest] = try scratch.withUnsafeBytes { try packs.append(digest, codec: codec, rawSize: length, payload: $0) }
                 }
-                chunks.append(Manifest.Chunk(digest: digest, location: location))
+                chunks.append(Manifest.Chunk(digest: digest, size: UInt32(length)))
                 start += length
             }
         }
@@ -237,7 +240,7 @@ public final class ChunkStore: Sendable {
             var filled = 0
             var record: [UInt8] = []
             for chunk in chunks {
-                let rawSize = Int(chunk.location.rawSize)
+                let rawSize = Int(chunk.size)
                 if filled + rawSize > window.count {
                     try window.withUnsafeBytes { raw in
                         let full = UnsafeRawBufferPointer(rebasing: raw[..<filled])
@@ -248,18 +251,8 @@ public final class ChunkStore: Sendable {
                     filled = 0
                     if rawSize > window.count { window = [UInt8](repeating: 0, count: rawSize) }
                 }
-                do {
-                    try packs.withPayload(chunk.digest, at: chunk.location, buffer: &record) { payload in
-                        try window.withUnsafeMutableBytes { out in
-                            try compressor.decompress(payload, codec: chunk.location.codec, into: UnsafeMutableRawBufferPointer(rebasing: out[filled..<filled + rawSize]))
-                        }
-                    }
-                } catch let error as CorruptData {
-                    try? catalog.forget(chunk.digest, at: chunk.location)
-                    throw DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): \(error)")
-                } catch let error as SystemError where error.isNotFound {
-                    try? catalog.forget(chunk.digest, at: chunk.location)
-                    throw DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): pack missing")
+                try window.withUnsafeMutableBytes { out in
+                    try decode(chunk, of: manifest, into: UnsafeMutableRawBufferPointer(rebasing: out[filled..<filled + rawSize]), record: &record)
                 }
                 filled += rawSize
             }
@@ -278,16 +271,44 @@ public final class ChunkStore: Sendable {
         renamed = true
     }
 
+    /// Decodes one chunk into `output` (exactly its size). A chunk the catalog does not know, or
+    /// whose record is damaged or gone, is a `DamagedEntry`; a damaged one is forgotten, so the
+    /// next put of the same content stores it again. A pack that vanished because gc moved the
+    /// chunk meanwhile is looked up again.
+    func decode(_ chunk: Manifest.Chunk, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, record: inout [UInt8]) throws {
+        func damaged(_ reason: String) -> DamagedEntry {
+            DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): \(reason)")
+        }
+        var previous: ChunkLocation?
+        while true {
+            guard let location = try catalog.location(of: chunk.digest), location != previous else {
+                throw damaged(previous == nil ? "not in the catalog" : "pack missing")
+            }
+            guard location.rawSize == chunk.size else { throw damaged("catalog size differs from manifest") }
+            do {
+                try packs.withPayload(chunk.digest, at: location, buffer: &record) { payload in
+                    try compressor.decompress(payload, codec: location.codec, into: output)
+                }
+                return
+            } catch let error as CorruptData {
+                try? catalog.forget(chunk.digest, at: location)
+                throw damaged(error.description)
+            } catch let error as SystemError where error.isNotFound {
+                previous = location
+            }
+        }
+    }
+
     /// After an output failed its check, finds which chunks are bad and forgets them.
     private func findDamagedChunks(_ manifest: Manifest) {
         guard case .chunks(let chunks) = manifest.content else { return }
         var record: [UInt8] = []
         for chunk in chunks {
-            var plain = [UInt8](repeating: 0, count: Int(chunk.location.rawSize))
-            let ok = (try? packs.withPayload(chunk.digest, at: chunk.location, buffer: &record) { input in
-                try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: chunk.location.codec, into: $0) }
-            }) != nil
-            if !ok || SHA256.hash(plain) != chunk.digest { try? catalog.forget(chunk.digest, at: chunk.location) }
+            var plain = [UInt8](repeating: 0, count: Int(chunk.size))
+            let ok = (try? plain.withUnsafeMutableBytes { try decode(chunk, of: manifest, into: $0, record: &record) }) != nil
+            if ok, SHA256.hash(plain) != chunk.digest, let location = try? catalog.location(of: chunk.digest) {
+                try? catalog.forget(chunk.digest, at: location)
+            }
         }
     }
 

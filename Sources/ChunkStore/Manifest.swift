@@ -6,13 +6,16 @@ import Digests
 ///
 /// Binary, little-endian: "CCM1", kind (0 inline, 1 chunked), 3 zero bytes, action key (32),
 /// output ID (32), size i64, time ns i64, then for inline: codec, 3 zero bytes, length u32,
-/// payload; for chunked: count u32, then 64-byte entries (SHA-256, pack u64, offset u64,
-/// stored u32, raw u32, codec, 7 zero bytes); last a CRC-32 of everything before it.
+/// payload; for chunked: count u32, then 40-byte entries (SHA-256, size u32, 4 zero bytes);
+/// last a CRC-32 of everything before it.
+///
+/// Chunks are named by hash only; where each is stored is the catalog's business, so packs can
+/// be compacted without rewriting manifests.
 public struct Manifest: Hashable, Sendable {
-    /// One chunk of an output, in order.
+    /// One chunk of an output, in order: its SHA-256 and size.
     public struct Chunk: Hashable, Sendable {
         public var digest: SHA256Digest
-        public var location: ChunkLocation
+        public var size: UInt32
     }
 
     /// Where the output's bytes are.
@@ -57,12 +60,8 @@ public struct Manifest: Hashable, Sendable {
             writer.append(UInt32(chunks.count))
             for chunk in chunks {
                 writer.append(chunk.digest)
-                writer.append(chunk.location.pack)
-                writer.append(UInt64(chunk.location.offset))
-                writer.append(chunk.location.storedSize)
-                writer.append(chunk.location.rawSize)
-                writer.append(chunk.location.codec.rawValue)
-                writer.pad(7)
+                writer.append(chunk.size)
+                writer.pad(4)
             }
         }
         writer.append(Self.checksum(writer.bytes))
@@ -95,22 +94,17 @@ public struct Manifest: Hashable, Sendable {
                     content = .inline(codec: codec, payload: Array(try reader.readBytes(length)))
                 case 1:
                     let count = Int(try reader.read(UInt32.self))
-                    guard count * 64 == reader.remaining else { throw CorruptData(description: "chunk list length mismatch") }
+                    guard count * 40 == reader.remaining else { throw CorruptData(description: "chunk list length mismatch") }
                     var chunks: [Chunk] = []
                     chunks.reserveCapacity(count)
                     var total: Int64 = 0
                     for _ in 0..<count {
                         let digest = try reader.readDigest()
-                        let pack = try reader.read(UInt64.self)
-                        let offset = try reader.read(UInt64.self)
-                        let storedSize = try reader.read(UInt32.self)
-                        let rawSize = try reader.read(UInt32.self)
-                        guard let codec = Codec(rawValue: try reader.read(UInt8.self)), offset < UInt64(Int64.max), rawSize > 0 else {
-                            throw CorruptData(description: "bad chunk entry")
-                        }
-                        try reader.skip(7)
-                        total += Int64(rawSize)
-                        chunks.append(Chunk(digest: digest, location: ChunkLocation(pack: pack, offset: Int64(offset), storedSize: storedSize, rawSize: rawSize, codec: codec)))
+                        let size = try reader.read(UInt32.self)
+                        try reader.skip(4)
+                        guard size > 0 else { throw CorruptData(description: "empty chunk in manifest") }
+                        total += Int64(size)
+                        chunks.append(Chunk(digest: digest, size: size))
                     }
                     guard total == size else { throw CorruptData(description: "chunks add up to \(total) bytes, manifest says \(size)") }
                     content = .chunks(chunks)

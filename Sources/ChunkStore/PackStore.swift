@@ -94,6 +94,8 @@ final class PackStore: Sendable {
             let pack = UInt64.random(in: 1...UInt64(Int64.max))
             do {
                 let data = try FileDescriptor.open(path(of: pack), [.writeOnly, .create, .exclusive, .noFollow], permissions: 0o600)
+                // Held while this process may append: gc leaves a locked pack alone.
+                _ = try data.lock(exclusive: false, wait: false)
                 state = Writer(pack: pack, data: data, size: 0)
                 return
             } catch let error as SystemError where error.isExists {
@@ -137,6 +139,37 @@ final class PackStore: Sendable {
             }
             readers[pack] = descriptor
             return descriptor
+        }
+    }
+
+    /// The packs in the directory.
+    func packIDs() -> [UInt64] {
+        ((try? FileSystem.contentsOfDirectory(directory)) ?? []).compactMap { name in
+            name.hasSuffix(".pack") && name.count == 21 ? UInt64(name.prefix(16), radix: 16) : nil
+        }
+    }
+
+    /// Locks a pack for compaction; nil if a process may still append to it (or it is gone).
+    func lockForCompaction(_ pack: UInt64) -> FileDescriptor? {
+        guard let descriptor = try? FileDescriptor.open(path(of: pack), [.readOnly, .noFollow]) else { return nil }
+        guard (try? descriptor.lock(exclusive: true, wait: false)) == true else {
+            descriptor.close()
+            return nil
+        }
+        return descriptor
+    }
+
+    /// Deletes a pack (its chunks must be referenced nowhere).
+    func remove(_ pack: UInt64) throws {
+        if let open = readers.withLock({ $0.removeValue(forKey: pack) }) { open.close() }
+        try FileSystem.remove(path(of: pack))
+    }
+
+    /// Closes the pack being appended to, so gc may compact it.
+    func finishAppending() {
+        writer.withLock { state in
+            state.data?.close()
+            state = Writer()
         }
     }
 }

@@ -9,6 +9,9 @@ public final class StoreCounters: Sendable {
     public let bytesPut = AtomicCounter()
     public let damaged = AtomicCounter()
     public let errors = AtomicCounter()
+    public let evictions = AtomicCounter()
+    /// When trim last ran here (a time, not a count: the stats file keeps the latest).
+    public let lastTrim = AtomicCounter()
 
     private let path: String
     private let lockPath: String
@@ -19,7 +22,7 @@ public final class StoreCounters: Sendable {
     }
 
     private var all: [(String, AtomicCounter)] {
-        [("hits", hits), ("misses", misses), ("puts", puts), ("bytes_put", bytesPut), ("damaged", damaged), ("errors", errors)]
+        [("hits", hits), ("misses", misses), ("puts", puts), ("bytes_put", bytesPut), ("damaged", damaged), ("errors", errors), ("evictions", evictions)]
     }
 
     /// The totals in the stats file (without this process's unflushed counts).
@@ -44,6 +47,9 @@ public final class StoreCounters: Sendable {
             counter.add(-value)
             totals[name, default: 0] += value
         }
+        let trimmed = lastTrim.current
+        lastTrim.add(-trimmed)
+        totals["last_trim"] = max(totals["last_trim", default: 0], trimmed)
         let text = totals.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
         try FileSystem.writeFileAtomically(path, Array(text.utf8), permissions: 0o600)
     }

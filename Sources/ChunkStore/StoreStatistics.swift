@@ -29,6 +29,10 @@ public struct StoreStatistics: Sendable, Codable, Equatable {
     public var misses: Int64 = 0
     public var puts: Int64 = 0
     public var damaged: Int64 = 0
+    /// Outputs evicted by trim (over budget or unused too long), and when trim last ran
+    /// (nanoseconds since the epoch, 0 if never).
+    public var evictions: Int64 = 0
+    public var lastTrim: Int64 = 0
 
     /// Logical bytes per unique byte.
     public var dedupRatio: Double { uniqueBytes == 0 ? 1 : Double(logicalBytes) / Double(uniqueBytes) }
@@ -41,7 +45,8 @@ extension ChunkStore {
     public func statistics() -> StoreStatistics {
         var stats = StoreStatistics()
         var seen = Set<SHA256Digest>()
-        for bytes in (try? catalog.allManifests()) ?? [] {
+        let locations = (try? catalog.allChunks()) ?? [:]
+        for (_, bytes) in (try? catalog.allManifests()) ?? [] {
             guard let manifest = try? Manifest(decoding: bytes) else { continue }
             stats.outputs += 1
             stats.logicalBytes += manifest.size
@@ -55,9 +60,10 @@ extension ChunkStore {
                 stats.chunkReferences += chunks.count
                 for chunk in chunks where seen.insert(chunk.digest).inserted {
                     stats.uniqueChunks += 1
-                    stats.uniqueBytes += Int64(chunk.location.rawSize)
-                    stats.storedBytes += Int64(chunk.location.storedSize)
-                    stats.storedBytesByCodec[chunk.location.codec.description, default: 0] += Int64(chunk.location.storedSize)
+                    stats.uniqueBytes += Int64(chunk.size)
+                    guard let location = locations[chunk.digest] else { continue }
+                    stats.storedBytes += Int64(location.storedSize)
+                    stats.storedBytesByCodec[location.codec.description, default: 0] += Int64(location.storedSize)
                 }
             }
         }
@@ -66,12 +72,14 @@ extension ChunkStore {
             stats.packBytes += (try? FileSystem.status(of: packs.directory + "/" + name))?.size ?? 0
         }
         stats.liveBytes = FileSystem.allocatedSize(of: liveRoot)
-        stats.diskBytes = FileSystem.allocatedSize(of: directory) - stats.liveBytes
+        stats.diskBytes = diskUsage
         let persisted = counters.persisted()
         stats.hits = persisted["hits", default: 0] + counters.hits.current
         stats.misses = persisted["misses", default: 0] + counters.misses.current
         stats.puts = persisted["puts", default: 0] + counters.puts.current
         stats.damaged = persisted["damaged", default: 0] + counters.damaged.current
+        stats.evictions = persisted["evictions", default: 0] + counters.evictions.current
+        stats.lastTrim = max(persisted["last_trim", default: 0], counters.lastTrim.current)
         return stats
     }
 }

@@ -1,0 +1,65 @@
+import ArgumentParser
+import ChunkStore
+import Foundation
+
+extension ChunkCacheCommand {
+    struct Trim: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply the store's budget now: drop old outputs, evict down to 90 % of --max-size.",
+            discussion: "Runs safely beside builds using the store. chunkcache also does this when a run ends over budget, and once a day.")
+
+        @OptionGroup var store: StoreOptions
+        @OptionGroup var budget: BudgetOptions
+
+        func run() throws {
+            let limits = try budget.resolved()
+            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory)
+            let report = try chunkStore.trim(maxSize: limits.maxSize, maxAge: limits.maxAge)
+            try chunkStore.counters.flush()
+            print("expired \(report.expired), evicted \(report.evicted) outputs; \(report.garbage.chunksRemoved) chunks and \(report.garbage.packsRemoved + report.garbage.packsCompacted) packs collected")
+            print("on disk: \(format(report.bytesBefore)) → \(format(report.bytesAfter)) (freed \(format(max(0, report.bytesBefore - report.bytesAfter))))")
+        }
+    }
+
+    struct GC: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gc",
+            abstract: "Remove chunks no output uses and reclaim space in pack files.",
+            discussion: "Safe beside running builds: puts wait while it runs, and packs still being written are left alone.")
+
+        @OptionGroup var store: StoreOptions
+
+        func run() throws {
+            let report = try ChunkStore(directory: try store.resolvedDirectory).collectGarbage()
+            print("removed \(report.chunksRemoved) chunks, \(report.packsRemoved) empty packs, compacted \(report.packsCompacted) packs; freed \(format(report.bytesFreed))")
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-read every output and check it against its output ID.",
+            discussion: "Exits 0 if the store is healthy, 1 if anything is damaged. With --repair, damaged entries are set aside so they become misses (the go command then rebuilds them).")
+
+        @OptionGroup var store: StoreOptions
+
+        @Flag(help: "Set damaged entries aside.")
+        var repair = false
+
+        func run() throws {
+            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory)
+            let onTerminal = isatty(2) != 0
+            let report = try chunkStore.verify(repair: repair) { done, total in
+                if onTerminal, done % 100 == 0 || done == total {
+                    FileHandle.standardError.write(Data("\rverifying \(done)/\(total)".utf8))
+                    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+                }
+            }
+            try chunkStore.counters.flush()
+            for (key, reason) in report.damaged { print("damaged \(key): \(reason)") }
+            print("checked \(report.checked) outputs: \(report.damaged.count) damaged\(repair ? ", \(report.repaired) set aside" : "")")
+            if !report.isHealthy && !repair { throw ExitCode(1) }
+        }
+    }
+}
+
+func format(_ bytes: Int64) -> String { ByteCountFormatter.string(fromByteCount: bytes, countStyle: .binary) }

@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+
+/// A size such as `5GiB`, `500MB`, `10G`, `1048576` (bytes), or `unlimited`.
+struct ByteSize: ExpressibleByArgument {
+    let bytes: Int64
+
+    init?(argument: String) {
+        let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
+        if text == "unlimited" || text == "none" {
+            bytes = .max
+            return
+        }
+        let digits = text.prefix { $0.isNumber || $0 == "." }
+        guard let value = Double(digits), value >= 0 else { return nil }
+        let units: [String: Double] = [
+            "": 1, "b": 1, "k": 1024, "kb": 1e3, "kib": 1024, "m": 1_048_576, "mb": 1e6, "mib": 1_048_576,
+            "g": 1_073_741_824, "gb": 1e9, "gib": 1_073_741_824, "t": 1_099_511_627_776, "tb": 1e12, "tib": 1_099_511_627_776,
+        ]
+        guard let unit = units[String(text.dropFirst(digits.count))], value * unit < 9e18 else { return nil }
+        bytes = Int64(value * unit)
+    }
+
+    static var defaultCompletionKind: CompletionKind { .default }
+}
+
+/// A duration such as `5d`, `12h`, `30m`, `90s` (nanoseconds inside), or `unlimited`.
+struct Age: ExpressibleByArgument {
+    let nanoseconds: Int64
+
+    init?(argument: String) {
+        let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
+        if text == "unlimited" || text == "none" {
+            nanoseconds = .max
+            return
+        }
+        let digits = text.prefix { $0.isNumber || $0 == "." }
+        guard let value = Double(digits), value >= 0 else { return nil }
+        let units: [String: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400]
+        guard let unit = units[String(text.dropFirst(digits.count))], value * unit < 9e9 else { return nil }
+        nanoseconds = Int64(value * unit * 1e9)
+    }
+}
+
+
+/// The store's budget, shared by `serve` (applied when a run ends) and `trim`.
+struct BudgetOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Largest size of the store on disk, e.g. 5GiB, or 'unlimited' (default: $CHUNKCACHE_MAX_SIZE, else 10GiB). Over it, least recently used outputs are evicted down to 90 %.", valueName: "size"))
+    var maxSize: ByteSize?
+
+    @Option(help: ArgumentHelp("Drop outputs unused for this long, e.g. 5d, 12h, or 'unlimited' (default: $CHUNKCACHE_MAX_AGE, else 5d).", valueName: "age"))
+    var maxAge: Age?
+
+    /// The limits in effect: flags, then environment, then defaults.
+    func resolved() throws -> (maxSize: Int64?, maxAge: Int64?) {
+        let environment = ProcessInfo.processInfo.environment
+        var size = maxSize
+        if size == nil, let text = environment["CHUNKCACHE_MAX_SIZE"], !text.isEmpty {
+            guard let parsed = ByteSize(argument: text) else { throw ValidationError("CHUNKCACHE_MAX_SIZE: cannot read \(text.debugDescription) as a size") }
+            size = parsed
+        }
+        var age = maxAge
+        if age == nil, let text = environment["CHUNKCACHE_MAX_AGE"], !text.isEmpty {
+            guard let parsed = Age(argument: text) else { throw ValidationError("CHUNKCACHE_MAX_AGE: cannot read \(text.debugDescription) as a duration") }
+            age = parsed
+        }
+        let bytes = size?.bytes ?? 10 << 30
+        let nanoseconds = age?.nanoseconds ?? 5 * 86_400 * 1_000_000_000
+        return (bytes == .max ? nil : bytes, nanoseconds == .max ? nil : nanoseconds)
+    }
+}
