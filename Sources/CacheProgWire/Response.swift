@@ -64,7 +64,9 @@ public struct Response: Hashable, Sendable {
                     response.id = try reader.readInt64()
                     sawID = true
                 } else if fieldName(key, is: "Err") {
+                    // Empty means absent, as with Go's omitempty: "" and a missing field are one.
                     response.err = reader.readNull() ? nil : try reader.readString()
+                    if response.err?.isEmpty == true { response.err = nil }
                 } else if fieldName(key, is: "KnownCommands") {
                     if !reader.readNull() {
                         try reader.readArray { reader in
@@ -75,6 +77,7 @@ public struct Response: Hashable, Sendable {
                     response.miss = try reader.readBool()
                 } else if fieldName(key, is: "OutputID") {
                     response.outputID = try readBytesField(&reader, "OutputID")
+                    if response.outputID?.isEmpty == true { response.outputID = nil }
                 } else if fieldName(key, is: "Size") {
                     response.size = try reader.readInt64()
                 } else if fieldName(key, is: "Time") {
@@ -87,6 +90,7 @@ public struct Response: Hashable, Sendable {
                     }
                 } else if fieldName(key, is: "DiskPath") {
                     response.diskPath = reader.readNull() ? nil : try reader.readString()
+                    if response.diskPath?.isEmpty == true { response.diskPath = nil }
                 } else {
                     try reader.skipValue()
                 }

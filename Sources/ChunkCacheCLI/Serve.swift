@@ -38,6 +38,10 @@ extension ChunkCacheCommand {
         }
 
         func run() async throws {
+            // A full disk or a file-size limit must fail a write (EFBIG), not kill the process;
+            // a go command that went away must end us through EPIPE, cleanly.
+            signal(SIGXFSZ, SIG_IGN)
+            signal(SIGPIPE, SIG_IGN)
             LoggingSystem.bootstrap(StreamLogHandler.standardError)
             var logger = Logger(label: "chunkcache")
             logger.logLevel = verbose ? .debug : .warning

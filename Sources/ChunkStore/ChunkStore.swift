@@ -1,6 +1,10 @@
 import Digests
 import FileIO
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A content-addressed store for build outputs: each output is split into content-defined chunks
 /// (FastCDC), each chunk is compressed and stored once by its SHA-256 in pack files, and a
 /// manifest per action lists the chunks (tiny outputs sit inside the manifest).
@@ -63,6 +67,7 @@ public final class ChunkStore: Sendable {
         self.directory = FileSystem.absolutePath(directory)
         self.configuration = configuration
         try FileSystem.createDirectories(self.directory, permissions: 0o700)
+        try Self.checkOwnership(of: self.directory)
         let versionPath = self.directory + "/VERSION"
         if let existing = try? FileSystem.readFile(versionPath) {
             guard existing == Array(Self.versionLine.utf8) else {
@@ -79,6 +84,28 @@ public final class ChunkStore: Sendable {
         lock = try StoreLock(path: self.directory + "/gc.lock")
         compressor = Compressor(codec: configuration.codec, level: configuration.level)
         counters = StoreCounters(path: self.directory + "/stats", lockPath: self.directory + "/VERSION")
+    }
+
+    /// The store's own files and directories: none may be a symbolic link (which could lead
+    /// writes outside the store).
+    static let layout = ["VERSION", "catalog.db", "catalog.db-wal", "catalog.db-shm", "packs", "live", "tmp", "stats", "gc.lock"]
+
+    /// Refuses a store that another user could change (or already owns), or that has symbolic
+    /// links where its own files belong.
+    static func checkOwnership(of directory: String) throws {
+        let info = try FileSystem.status(of: directory)
+        guard info.isDirectory else { throw DamagedEntry(description: "\(directory) is not a directory") }
+        guard info.owner == getuid() else {
+            throw DamagedEntry(description: "refusing store \(directory): owned by user \(info.owner), not by this user (\(getuid()))")
+        }
+        guard info.mode & 0o022 == 0 else {
+            throw DamagedEntry(description: "refusing store \(directory): writable by other users (mode \(String(info.mode & 0o777, radix: 8))); run chmod go-w on it")
+        }
+        for name in layout {
+            if let entry = try FileSystem.statusIfExists(of: directory + "/" + name, followLinks: false), entry.isSymbolicLink {
+                throw DamagedEntry(description: "refusing store \(directory): \(name) is a symbolic link")
+            }
+        }
     }
 
     /// Where live files go (see `LiveArea`).

@@ -83,3 +83,15 @@ struct ResponseTests {
         #expect(OutputID(of: Array("hello".utf8)).hex == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824")
     }
 }
+
+@Suite("Responses: empty fields")
+struct EmptyFieldTests {
+    @Test("an empty DiskPath, Err or OutputID means absent, as Go's omitempty does (found by the fuzzer)")
+    func emptyIsAbsent() {
+        var decoder = ResponseDecoder()
+        var parsed: [Response] = []
+        Array(#"{"ID":4,"Err":"","OutputID":"","DiskPath":""}"#.utf8).withUnsafeBytes { decoder.feed($0) { _ in } }
+        decoder.finish { if let r = try? $0.get() { parsed.append(r) } }
+        #expect(parsed == [Response(id: 4)])
+    }
+}

@@ -21,6 +21,9 @@ struct ChildProcess: Sendable {
     /// Starts `arguments[0]` (searched in PATH) with `arguments`, and `environment` if given.
     static func launch(_ arguments: [String], environment: [String: String]?) throws -> ChildProcess {
         precondition(!arguments.isEmpty, "no program to launch")
+        // Writing to a program that died must be an error (EPIPE) for the client to report, not
+        // a signal that kills this whole process. (The go command's runtime does the same.)
+        signal(SIGPIPE, SIG_IGN)
         return try spawnLock.withLock { _ in try launchLocked(arguments, environment: environment) }
     }
 

@@ -1,0 +1,69 @@
+@testable import CacheProg
+import ChunkStore
+import Digests
+import FileIO
+import Synchronization
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Crashes: kill -9 during a storm of puts")
+struct CrashTests {
+    @Test("after 50 kills at random moments, every acknowledged put is served and the store verifies clean")
+    func killStorm() async throws {
+        let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        let binary = productsDirectory + "/chunkcache"
+        let acknowledged = Acknowledged()
+        for round in 0..<50 {
+            let child = try ChildProcess.launch([binary, "--dir", store], environment: nil)
+            let killer = Task {
+                try? await Task.sleep(for: .milliseconds(Int.random(in: 10...200)))
+                child.kill()
+            }
+            _ = try? await CacheProgClient.withConnection(
+                reader: FileDescriptorReader(child.output), writer: FileDescriptorWriter(child.input, closesDescriptor: true),
+                exitTimeout: .seconds(5), terminate: { child.kill() }
+            ) { client in
+                await withTaskGroup(of: Void.self) { group in
+                    for i in 0..<40 {
+                        let n = round * 100 + i
+                        group.addTask {
+                            if (try? await client.put(actionID(n), body: body(n))) != nil {
+                                acknowledged.insert(n)
+                            }
+                        }
+                    }
+                }
+            }
+            killer.cancel()
+            child.kill()
+            _ = await child.wait()
+            child.output.close()
+        }
+        let acked = acknowledged.all
+        #expect(acked.count > 20, "the storm should have acknowledged some puts")
+        let (lost, _) = try await CacheProgClient.withProgram([binary, "--dir", store]) { client in
+            var lost: [Int] = []
+            for n in acked.sorted() {
+                let entry = try await client.get(actionID(n))
+                if try entry.map({ try FileSystem.readFile($0.diskPath) }) != body(n) { lost.append(n) }
+            }
+            try await client.close()
+            return lost
+        }
+        #expect(lost.isEmpty, "acknowledged puts lost: \(lost.prefix(10))")
+        let report = try ChunkStore(directory: store).verify(repair: false)
+        #expect(report.isHealthy, "\(report.damaged.prefix(3))")
+    }
+}
+
+/// The puts that were answered, shared by the tasks sending them.
+final class Acknowledged: Sendable {
+    private let numbers = Mutex<Set<Int>>([])
+    func insert(_ n: Int) { numbers.withLock { _ = $0.insert(n) } }
+    var all: Set<Int> { numbers.withLock { $0 } }
+}
