@@ -45,23 +45,35 @@ extension ChunkCacheCommand {
             LoggingSystem.bootstrap(StreamLogHandler.standardError)
             var logger = Logger(label: "chunkcache")
             logger.logLevel = verbose ? .debug : .warning
-            let chunkStore = try ChunkStore(
-                directory: try store.resolvedDirectory,
-                configuration: .init(codec: Codec(name: codec)!, level: level))
             let limits = try budget.resolved()
-            let handler = try ChunkCacheHandler(store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge))
-            let metrics = ServerMetrics()
-            let server = CacheServer(
-                handler: handler, middleware: [LoggingMiddleware(), MetricsMiddleware(metrics: metrics)],
-                configuration: .init(spoolDirectory: handler.spoolDirectory), logger: logger)
-            let ending = try await server.runOverStandardStreams()
+            let directory = try store.resolvedDirectory
+            let handler: ChunkCacheHandler
+            do {
+                let chunkStore = try ChunkStore(directory: directory, configuration: .init(codec: Codec(name: codec)!, level: level))
+                handler = try ChunkCacheHandler(store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge))
+            } catch {
+                logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
+                let passThrough = try PassThroughHandler()
+                _ = try await serve(passThrough, spoolDirectory: passThrough.directory, logger: logger)
+                return
+            }
+            let ending = try await serve(handler, spoolDirectory: handler.spoolDirectory, logger: logger)
             if ending == .endOfInput { handler.finish(logger: logger) }
-            logger.debug("served (\(ending)):\n\(metrics.summary())")
             // The go command has every answer; end the protocol stream so it goes on while the
             // budget is applied.
             let devNull = open("/dev/null", O_WRONLY)
             if devNull >= 0 { dup2(devNull, 1) }
             handler.maintain(logger: logger)
+        }
+    
+        private func serve(_ handler: some CacheHandler, spoolDirectory: String, logger: Logger) async throws -> CacheServer.Ending {
+            let metrics = ServerMetrics()
+            let server = CacheServer(
+                handler: handler, middleware: [LoggingMiddleware(), MetricsMiddleware(metrics: metrics)],
+                configuration: .init(spoolDirectory: spoolDirectory), logger: logger)
+            let ending = try await server.runOverStandardStreams()
+            logger.debug("served (\(ending)):\n\(metrics.summary())")
+            return ending
         }
     }
 }

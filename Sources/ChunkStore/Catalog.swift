@@ -2,6 +2,10 @@ import Digests
 import FileIO
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The store's catalog: a manifest per action and the location of every chunk, in one SQLite
 /// database (WAL mode) shared by every process using the store.
 ///
@@ -15,7 +19,19 @@ final class Catalog: Sendable {
 
     init(path: String) throws {
         let database = try SQLiteDatabase(path: path)
-        try database.execute("PRAGMA journal_mode=WAL")
+        // Switching to WAL needs the database to itself, and SQLite does not wait for that on
+        // the busy timeout: when several processes start at once, retry for a while. Once the
+        // file is in WAL mode (it stays so), this is a read.
+        var mode = ""
+        for attempt in 0..<200 {
+            do {
+                try database.query("PRAGMA journal_mode") { mode = String(decoding: $0.blob(0), as: UTF8.self) }
+                if mode.lowercased() != "wal" { try database.execute("PRAGMA journal_mode=WAL") }
+                break
+            } catch where attempt < 199 {
+                usleep(50_000)
+            }
+        }
         // Committed data survives a killed process; only a power loss may take the last commits.
         try database.execute("PRAGMA synchronous=NORMAL")
         var version: Int64 = 0

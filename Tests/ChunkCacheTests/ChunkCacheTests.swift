@@ -132,6 +132,25 @@ struct ChunkCacheTests {
         #expect(bad == 0)
     }
 
+    @Test("a store it must refuse (writable by others) is ignored: the build is served uncached, never failed")
+    func refusedStoreServesUncached() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        try FileSystem.createDirectories(store)
+        try FileSystem.setPermissions(store, 0o777)
+        let (result, status) = try await CacheProgClient.withProgram([chunkcache, "--dir", store]) { client in
+            let stored = try await client.put(actionID(1), body: body(1))
+            let bytes = try FileSystem.readFile(stored.diskPath)
+            let entry = try await client.get(actionID(1))
+            try await client.close()
+            return (bytes == body(1), entry == nil)
+        }
+        #expect(result.0, "the put's DiskPath holds the body")
+        #expect(result.1, "gets miss")
+        #expect(status == 0)
+        #expect(try FileSystem.contentsOfDirectory(store).isEmpty, "nothing written into the refused store")
+    }
+
     @Test("unknown flags and bad values are refused with a message and a non-zero exit", arguments: [
         ["--frobnicate"], ["--codec", "lz4"], ["--codec", "zlib", "--level", "12"], ["stats", "--bogus"],
     ])
