@@ -14,6 +14,6 @@ struct ChunkCacheCommand: AsyncParsableCommand {
             The store is --dir, else $CHUNKCACHE_DIR, else $XDG_CACHE_HOME/chunkcache, else
             ~/.cache/chunkcache.
             """,
-        subcommands: [Serve.self, Stats.self, Trim.self, GC.self, Verify.self],
+        subcommands: [Serve.self, Stats.self, Trim.self, GC.self, Verify.self, Export.self, Import.self],
         defaultSubcommand: Serve.self)
 }

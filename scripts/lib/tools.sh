@@ -5,7 +5,7 @@
 
 ensure_apt_packages() {
     local missing=()
-    for pkg in libzstd-dev zlib1g-dev libssl-dev libsqlite3-dev pkg-config bc "$@"; do
+    for pkg in libzstd-dev zlib1g-dev libssl-dev libsqlite3-dev pkg-config bc zstd "$@"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then

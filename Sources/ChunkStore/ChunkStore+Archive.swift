@@ -1,0 +1,165 @@
+import Digests
+import FileIO
+
+extension ChunkStore {
+    /// What an export wrote.
+    public struct ExportReport: Sendable, Equatable {
+        public var manifests = 0
+        public var chunks = 0
+        public var bytes: Int64 = 0
+    }
+
+    /// What an import added.
+    public struct ImportReport: Sendable, Equatable {
+        public var manifests = 0
+        public var chunks = 0
+        /// Manifests left out because a chunk they need is in neither the store nor the archives
+        /// (a delta imported without its base).
+        public var incomplete = 0
+    }
+
+    /// Writes the store's outputs to one archive file: all of them, or those used within the last
+    /// `usedWithin` nanoseconds. With `base`, only what that archive lacks.
+    @discardableResult
+    public func exportArchive(to path: String, usedWithin: Int64? = nil, base: String? = nil) throws -> ExportReport {
+        var baseChunks = Set<SHA256Digest>()
+        var baseManifests = Set<[UInt8]>()
+        if let base {
+            var reader = try ArchiveReader(path: base)
+            defer { reader.close() }
+            try reader.checkIntegrity()
+            while let (kind, payload) = try reader.next() {
+                if kind == ArchiveFormat.chunkKind, payload.count >= 32 {
+                    baseChunks.insert(payload.withUnsafeBytes { SHA256Digest(unsafeBytes: $0) })
+                } else if kind == ArchiveFormat.manifestKind, payload.count > 8 {
+                    baseManifests.insert(Array(payload[8...]))
+                }
+            }
+        }
+        let cutoff = usedWithin.map { WallClock.nanoseconds() - $0 } ?? .min
+        let lastUse = Dictionary(try catalog.actionsByLastUse().map { ($0.key, $0.lastUsed) }, uniquingKeysWith: max)
+        let writer = try ArchiveWriter(path: path)
+        var report = ExportReport()
+        var written = Set<SHA256Digest>()
+        var record: [UInt8] = []
+        do {
+            for (keyBytes, bytes) in try catalog.allManifests() {
+                guard let key = SHA256Digest(bytes: keyBytes), let used = lastUse[key], used >= cutoff,
+                    let manifest = try? Manifest(decoding: bytes), !baseManifests.contains(bytes)
+                else { continue }
+                // Chunks first, so an archive read in order never names a chunk before it holds it.
+                if case .chunks(let chunks) = manifest.content {
+                    for chunk in chunks where !baseChunks.contains(chunk.digest) && written.insert(chunk.digest).inserted {
+                        guard let location = try catalog.location(of: chunk.digest) else { continue }
+                        var head = ByteWriter(capacity: 37)
+                        head.append(chunk.digest)
+                        head.append(location.codec.rawValue)
+                        head.append(location.rawSize)
+                        let payload = try packs.withPayload(chunk.digest, at: location, buffer: &record) { Array($0) }
+                        try writer.record(ArchiveFormat.chunkKind, head.bytes, payload)
+                        report.chunks += 1
+                    }
+                }
+                var head = ByteWriter(capacity: 8)
+                head.append(used)
+                try writer.record(ArchiveFormat.manifestKind, head.bytes, bytes)
+                report.manifests += 1
+            }
+            try writer.finish()
+        } catch {
+            writer.abandon()
+            throw error
+        }
+        report.bytes = writer.size
+        return report
+    }
+
+    /// Merges archives into the store (chunks it already has are not stored again). Every archive
+    /// is checked in full before anything is written: a bad, truncated or tampered archive is
+    /// rejected with the store unchanged.
+    @discardableResult
+    public func importArchives(_ paths: [String]) throws -> ImportReport {
+        // Pass 1: integrity, chunk contents against their hashes, manifests parse.
+        var available = Set<SHA256Digest>()
+        for path in paths {
+            var reader = try ArchiveReader(path: path)
+            defer { reader.close() }
+            try reader.checkIntegrity()
+            while let (kind, payload) = try reader.next() {
+                switch kind {
+                case ArchiveFormat.chunkKind:
+                    available.insert(try checkedChunk(payload, in: path).digest)
+                case ArchiveFormat.manifestKind:
+                    guard payload.count > 8, (try? Manifest(decoding: Array(payload[8...]))) != nil else {
+                        throw ArchiveError(description: "\(path): a manifest does not parse")
+                    }
+                default:
+                    throw ArchiveError(description: "\(path): unknown record kind \(kind)")
+                }
+            }
+        }
+        // Pass 2: store chunks, then commit each complete manifest with the chunks it brought.
+        var report = ImportReport()
+        try lock.withShared {
+            var added: [SHA256Digest: ChunkLocation] = [:]
+            for path in paths {
+                var reader = try ArchiveReader(path: path)
+                defer { reader.close() }
+                try reader.checkIntegrity()
+                while let (kind, payload) = try reader.next() {
+                    if kind == ArchiveFormat.chunkKind {
+                        let chunk = try checkedChunk(payload, in: path)
+                        guard added[chunk.digest] == nil, try catalog.location(of: chunk.digest) == nil else { continue }
+                        added[chunk.digest] = try payload.withUnsafeBytes { raw in
+                            try packs.append(chunk.digest, codec: chunk.codec, rawSize: chunk.rawSize, payload: UnsafeRawBufferPointer(rebasing: raw[37...]))
+                        }
+                        report.chunks += 1
+                        continue
+                    }
+                    let bytes = Array(payload[8...])
+                    let used = payload.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
+                    let manifest = try Manifest(decoding: bytes)
+                    var fresh: [(SHA256Digest, ChunkLocation)] = []
+                    var complete = true
+                    if case .chunks(let chunks) = manifest.content {
+                        for chunk in chunks {
+                            if let location = added[chunk.digest] {
+                                fresh.append((chunk.digest, location))
+                            } else if try catalog.location(of: chunk.digest) == nil {
+                                complete = false
+                            }
+                        }
+                    }
+                    guard complete else {
+                        report.incomplete += 1
+                        continue
+                    }
+                    try catalog.commit(key: manifest.key, manifest: bytes, time: used, newChunks: fresh)
+                    report.manifests += 1
+                }
+            }
+        }
+        return report
+    }
+
+    /// Parses a chunk record and checks its content against its hash.
+    private func checkedChunk(_ payload: [UInt8], in path: String) throws -> (digest: SHA256Digest, codec: Codec, rawSize: Int) {
+        guard payload.count > 37 else { throw ArchiveError(description: "\(path): a chunk record is too short") }
+        return try payload.withUnsafeBytes { raw in
+            let digest = SHA256Digest(unsafeBytes: raw)
+            guard let codec = Codec(rawValue: raw[32]) else { throw ArchiveError(description: "\(path): unknown codec") }
+            let rawSize = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 33, as: UInt32.self)))
+            guard rawSize > 0, rawSize <= 1 << 24 else { throw ArchiveError(description: "\(path): bad chunk size") }
+            var plain = [UInt8](repeating: 0, count: rawSize)
+            do {
+                try plain.withUnsafeMutableBytes { try compressor.decompress(UnsafeRawBufferPointer(rebasing: raw[37...]), codec: codec, into: $0) }
+            } catch {
+                throw ArchiveError(description: "\(path): chunk \(digest.hex.prefix(16)) does not decode")
+            }
+            guard SHA256.hash(plain) == digest else {
+                throw ArchiveError(description: "\(path): chunk \(digest.hex.prefix(16)) does not match its hash (tampered?)")
+            }
+            return (digest, codec, rawSize)
+        }
+    }
+}
