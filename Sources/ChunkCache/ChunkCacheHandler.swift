@@ -19,15 +19,21 @@ public final class ChunkCacheHandler: CacheHandler {
         /// Outputs unused this long (nanoseconds) are dropped; nil to keep them.
         public var maxAge: Int64?
 
-        public init(maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000) {
+        /// Bytes of decompressed outputs to keep between runs for faster warm builds; 0 for none.
+        public var keepDecompressed: Int64
+
+        public init(maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0) {
             self.maxSize = maxSize
             self.maxAge = maxAge
+            self.keepDecompressed = keepDecompressed
         }
     }
 
     public let store: ChunkStore
     public let live: LiveArea
     public let budget: Budget
+    /// Decompressed outputs kept between runs, if the budget allows any.
+    public let kept: KeptOutputs?
     private let used = Mutex<Set<SHA256Digest>>([])
 
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
@@ -36,6 +42,7 @@ public final class ChunkCacheHandler: CacheHandler {
         self.store = store
         self.budget = budget
         live = try LiveArea(root: store.liveRoot)
+        kept = budget.keepDecompressed > 0 ? try KeptOutputs(root: store.keptRoot, budget: budget.keepDecompressed) : nil
         let (seconds, attoseconds) = liveRetention.components
         LiveArea.sweep(root: store.liveRoot, retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000, except: live.directory)
     }
@@ -54,8 +61,11 @@ public final class ChunkCacheHandler: CacheHandler {
             let path = live.path(for: manifest.outputID)
             // A file already in this process's live directory was verified or put in this run,
             // and is never rewritten; serve it again.
-            if (try? FileSystem.status(of: path, followLinks: false))?.size != manifest.size {
+            if (try? FileSystem.status(of: path, followLinks: false))?.size != manifest.size,
+                kept?.link(manifest.outputID, size: manifest.size, to: path) != true
+            {
                 try store.materialize(manifest, at: path)
+                kept?.keep(path, as: manifest.outputID)
             }
             store.counters.hits.add()
             used.withLock { _ = $0.insert(key) }
@@ -85,6 +95,7 @@ public final class ChunkCacheHandler: CacheHandler {
             }
             body = .bytes(bytes)
         }
+        kept?.keep(path, as: outputID)
         do {
             try store.store(key: key, outputID: outputID, time: WallClock.nanoseconds(), body: body)
         } catch {
@@ -114,6 +125,7 @@ public final class ChunkCacheHandler: CacheHandler {
     /// Applies the budget: expires old outputs and, when over the size limit, evicts the least
     /// recently used. Call after the go command has its answers (it is not waiting then).
     public func maintain(logger: Logger) {
+        kept?.trim()
         do {
             let overBudget = budget.maxSize.map { store.diskUsage > $0 } ?? false
             let lastTrim = store.counters.persisted()["last_trim", default: 0]

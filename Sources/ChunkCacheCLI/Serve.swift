@@ -23,6 +23,9 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Compression level (zstd 1-19, default 3; zlib 1-9, default 6).", valueName: "n"))
         var level: Int32?
 
+        @Option(help: ArgumentHelp("Keep up to this much of decompressed outputs between runs, e.g. 2GiB (default: $CHUNKCACHE_KEEP_DECOMPRESSED, else 0: none). Warm builds then link files instead of writing them: faster, at this much more disk.", valueName: "size"))
+        var keepDecompressed: ByteSize?
+
         @Flag(help: "Log every request to standard error.")
         var verbose = false
 
@@ -31,6 +34,7 @@ extension ChunkCacheCommand {
                 throw ValidationError("--codec must be zstd or zlib, not \(codec.debugDescription)")
             }
             _ = try budget.resolved()
+            _ = try keepBytes()
             if let level {
                 let range: ClosedRange<Int32> = parsed == .zstd ? 1...19 : 1...9
                 guard range.contains(level) else { throw ValidationError("--level for \(codec) must be in \(range.lowerBound)...\(range.upperBound)") }
@@ -50,7 +54,7 @@ extension ChunkCacheCommand {
             let handler: ChunkCacheHandler
             do {
                 let chunkStore = try ChunkStore(directory: directory, configuration: .init(codec: Codec(name: codec)!, level: level))
-                handler = try ChunkCacheHandler(store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge))
+                handler = try ChunkCacheHandler(store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes()))
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
                 let passThrough = try PassThroughHandler()
@@ -66,6 +70,14 @@ extension ChunkCacheCommand {
             handler.maintain(logger: logger)
         }
     
+        private func keepBytes() throws -> Int64 {
+            if let keepDecompressed { return keepDecompressed.bytes == .max ? Int64.max / 2 : keepDecompressed.bytes }
+            guard let value = getenv("CHUNKCACHE_KEEP_DECOMPRESSED") else { return 0 }
+            let text = String(decoding: UnsafeRawBufferPointer(start: value, count: strlen(value)), as: UTF8.self)
+            guard let parsed = ByteSize(argument: text) else { throw ValidationError("CHUNKCACHE_KEEP_DECOMPRESSED: cannot read \(text.debugDescription) as a size") }
+            return parsed.bytes == .max ? Int64.max / 2 : parsed.bytes
+        }
+
         private func serve(_ handler: some CacheHandler, spoolDirectory: String, logger: Logger) async throws -> CacheServer.Ending {
             let metrics = ServerMetrics()
             let server = CacheServer(

@@ -35,6 +35,7 @@ extension ChunkCacheCommand {
                 packs            \(stats.packFiles), \(size(stats.packBytes))
                 on disk          \(size(stats.diskBytes))  (\(String(format: "%.3f", saved)) of logical)
                 live files       \(size(stats.liveBytes))
+                kept files       \(size(stats.keptBytes))
                 by codec         \(stats.storedBytesByCodec.sorted { $0.key < $1.key }.map { "\($0.key) \(size($0.value))" }.joined(separator: ", "))
                 hits / misses    \(stats.hits) / \(stats.misses)
                 puts             \(stats.puts)

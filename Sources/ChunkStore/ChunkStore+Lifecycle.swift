@@ -34,9 +34,10 @@ extension ChunkStore {
         try catalog.touch(keys, time: time)
     }
 
-    /// Bytes the store occupies on disk (as `du` counts), live files excluded.
+    /// Bytes the store occupies on disk (as `du` counts), live and kept files excluded (they
+    /// have budgets of their own).
     public var diskUsage: Int64 {
-        FileSystem.allocatedSize(of: directory) - FileSystem.allocatedSize(of: liveRoot)
+        FileSystem.allocatedSize(of: directory) - FileSystem.allocatedSize(of: liveRoot) - FileSystem.allocatedSize(of: keptRoot)
     }
 
     /// Removes chunks no manifest names, deletes packs left empty, and rewrites packs that are

@@ -14,6 +14,7 @@ import Glibc
 ///     STORE/packs/<id>.pack         chunk records (see PackStore)
 ///     STORE/live/<process>/         plain files handed out (see LiveArea)
 ///     STORE/tmp/                    bodies being received
+///     STORE/kept/                   decompressed outputs kept between runs, if so configured
 ///     STORE/stats                   counters accumulated across runs
 ///     STORE/gc.lock                 keeps gc and puts apart (see StoreLock)
 ///
@@ -88,7 +89,7 @@ public final class ChunkStore: Sendable {
 
     /// The store's own files and directories: none may be a symbolic link (which could lead
     /// writes outside the store).
-    static let layout = ["VERSION", "catalog.db", "catalog.db-wal", "catalog.db-shm", "packs", "live", "tmp", "stats", "gc.lock"]
+    static let layout = ["VERSION", "catalog.db", "catalog.db-wal", "catalog.db-shm", "packs", "live", "tmp", "kept", "stats", "gc.lock"]
 
     /// Refuses a store that another user could change (or already owns), or that has symbolic
     /// links where its own files belong.
@@ -107,6 +108,9 @@ public final class ChunkStore: Sendable {
             }
         }
     }
+
+    /// Where decompressed outputs are kept between runs (see `KeptOutputs`).
+    public var keptRoot: String { directory + "/kept" }
 
     /// Where live files go (see `LiveArea`).
     public var liveRoot: String { directory + "/live" }

@@ -24,6 +24,8 @@ public struct StoreStatistics: Sendable, Codable, Equatable {
     /// Disk space used, as `du` counts it: the store without live files, and live files.
     public var diskBytes: Int64 = 0
     public var liveBytes: Int64 = 0
+    /// Decompressed outputs kept between runs (`--keep-decompressed`).
+    public var keptBytes: Int64 = 0
     /// Counters accumulated across runs.
     public var hits: Int64 = 0
     public var misses: Int64 = 0
@@ -72,6 +74,7 @@ extension ChunkStore {
             stats.packBytes += (try? FileSystem.status(of: packs.directory + "/" + name))?.size ?? 0
         }
         stats.liveBytes = FileSystem.allocatedSize(of: liveRoot)
+        stats.keptBytes = FileSystem.allocatedSize(of: keptRoot)
         stats.diskBytes = diskUsage
         let persisted = counters.persisted()
         stats.hits = persisted["hits", default: 0] + counters.hits.current

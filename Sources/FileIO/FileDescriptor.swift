@@ -131,6 +131,8 @@ public struct FileStatus: Sendable {
     public let allocatedSize: Int64
     /// Last modification, in nanoseconds since the epoch.
     public let modificationTime: Int64
+    /// Last change of the inode (contents, or metadata such as a new hard link), nanoseconds.
+    public let changeTime: Int64
     /// Permission bits and file type.
     public let mode: mode_t
     /// The owner's user ID.
@@ -143,6 +145,7 @@ public struct FileStatus: Sendable {
         size = Int64(info.st_size)
         allocatedSize = Int64(info.st_blocks) * 512
         modificationTime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        changeTime = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
         mode = info.st_mode
         owner = info.st_uid
         device = UInt64(info.st_dev)

@@ -46,6 +46,11 @@ public enum FileSystem {
         _ = try retrying("rename", path: destination) { Glibc.rename(source, destination) }
     }
 
+    /// Makes `link` another name for the file at `existing` (a hard link: no data is copied).
+    public static func hardLink(_ existing: String, as link: String) throws {
+        _ = try retrying("link", path: link) { Glibc.link(existing, link) }
+    }
+
     /// Removes a file or an empty directory; succeeds if it is already gone.
     public static func remove(_ path: String) throws {
         if unlink(path) == 0 || errno == ENOENT { return }

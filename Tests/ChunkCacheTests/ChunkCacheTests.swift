@@ -151,6 +151,31 @@ struct ChunkCacheTests {
         #expect(try FileSystem.contentsOfDirectory(store).isEmpty, "nothing written into the refused store")
     }
 
+    @Test("with --keep-decompressed, a later run's hits are links to kept files, with the right bytes")
+    func keptDecompressed() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        let arguments = [chunkcache, "--dir", store, "--keep-decompressed", "50MB"]
+        _ = try await CacheProgClient.withProgram(arguments) { client in
+            for n in 0..<5 { _ = try await client.put(actionID(n), body: body(n)) }
+            try await client.close()
+        }
+        let (linked, _) = try await CacheProgClient.withProgram(arguments) { client in
+            var linked = 0
+            for n in 0..<5 {
+                let found = try await client.get(actionID(n))
+                let entry = try #require(found)
+                #expect(try FileSystem.readFile(entry.diskPath) == body(n))
+                let kept = try FileSystem.status(of: store + "/kept/" + entry.outputID.hex)
+                if try FileSystem.status(of: entry.diskPath).inode == kept.inode { linked += 1 }
+            }
+            try await client.close()
+            return linked
+        }
+        #expect(linked == 5)
+        #expect(try ChunkStore(directory: store).statistics().keptBytes > 0)
+    }
+
     @Test("unknown flags and bad values are refused with a message and a non-zero exit", arguments: [
         ["--frobnicate"], ["--codec", "lz4"], ["--codec", "zlib", "--level", "12"], ["stats", "--bogus"],
     ])
