@@ -61,10 +61,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
-        .testTarget(name: "CacheProgWireTests", dependencies: ["CacheProgWire"]),
-        .testTarget(name: "CacheProgTests", dependencies: ["CacheProg"]),
-        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore"]),
-        .testTarget(name: "ChunkCacheTests", dependencies: ["ChunkCache", "CacheProg"]),
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CacheProgWireTests", dependencies: ["CacheProgWire", "TestSupport"]),
+        .testTarget(name: "CacheProgTests", dependencies: ["CacheProg", "TestSupport"]),
+        .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "TestSupport"]),
+        .testTarget(name: "ChunkCacheTests", dependencies: ["ChunkCache", "CacheProg", "TestSupport"]),
     ]
 )
 

@@ -87,22 +87,25 @@ public struct Base64Decoder: Sendable {
         var i = 0
         let ok: Bool = Base64.values.withUnsafeBufferPointer { table in
             out.withUnsafeMutableBufferPointer { dst in
+                // Adds one sextet; a fourth completes a quad, written as three bytes.
+                func push(_ v: UInt8) {
+                    carry = carry << 6 | UInt32(v)
+                    carried += 1
+                    guard carried == 4 else { return }
+                    dst[o] = UInt8(truncatingIfNeeded: carry >> 16)
+                    dst[o + 1] = UInt8(truncatingIfNeeded: carry >> 8)
+                    dst[o + 2] = UInt8(truncatingIfNeeded: carry)
+                    o += 3
+                    carry = 0
+                    carried = 0
+                }
                 if padded == 0 {
                     // Finish a quad left over from the previous piece, one character at a time.
                     while carried != 0, i < n {
                         let v = table[Int(chars[i])]
                         if v >= 64 { break }
-                        carry = carry << 6 | UInt32(v)
-                        carried += 1
+                        push(v)
                         i += 1
-                        if carried == 4 {
-                            dst[o] = UInt8(truncatingIfNeeded: carry >> 16)
-                            dst[o + 1] = UInt8(truncatingIfNeeded: carry >> 8)
-                            dst[o + 2] = UInt8(truncatingIfNeeded: carry)
-                            o += 3
-                            carry = 0
-                            carried = 0
-                        }
                     }
                     // The fast path: whole quads.
                     if carried == 0 {
@@ -140,16 +143,7 @@ public struct Base64Decoder: Sendable {
                             padded = 4  // complete: nothing more may come
                         }
                     } else if v < 64, padded == 0 {
-                        carry = carry << 6 | UInt32(v)
-                        carried += 1
-                        if carried == 4 {
-                            dst[o] = UInt8(truncatingIfNeeded: carry >> 16)
-                            dst[o + 1] = UInt8(truncatingIfNeeded: carry >> 8)
-                            dst[o + 2] = UInt8(truncatingIfNeeded: carry)
-                            o += 3
-                            carry = 0
-                            carried = 0
-                        }
+                        push(v)
                     } else {
                         return false
                     }

@@ -1,24 +1,31 @@
 import ArgumentParser
 import Foundation
 
+/// Reads "NUMBER UNIT" against a unit table; `unlimited` (or `none`) is `Double.infinity`.
+private func quantity(_ argument: String, units: [String: Double]) -> Double? {
+    let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
+    if text == "unlimited" || text == "none" { return .infinity }
+    let digits = text.prefix { $0.isNumber || $0 == "." }
+    guard let value = Double(digits), value >= 0, let unit = units[String(text.dropFirst(digits.count))] else { return nil }
+    return value * unit
+}
+
 /// A size such as `5GiB`, `500MB`, `10G`, `1048576` (bytes), or `unlimited`.
 struct ByteSize: ExpressibleByArgument {
     let bytes: Int64
 
     init?(argument: String) {
-        let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
-        if text == "unlimited" || text == "none" {
-            bytes = .max
-            return
-        }
-        let digits = text.prefix { $0.isNumber || $0 == "." }
-        guard let value = Double(digits), value >= 0 else { return nil }
         let units: [String: Double] = [
             "": 1, "b": 1, "k": 1024, "kb": 1e3, "kib": 1024, "m": 1_048_576, "mb": 1e6, "mib": 1_048_576,
             "g": 1_073_741_824, "gb": 1e9, "gib": 1_073_741_824, "t": 1_099_511_627_776, "tb": 1e12, "tib": 1_099_511_627_776,
         ]
-        guard let unit = units[String(text.dropFirst(digits.count))], value * unit < 9e18 else { return nil }
-        bytes = Int64(value * unit)
+        guard let value = quantity(argument, units: units) else { return nil }
+        guard value.isFinite else {
+            bytes = .max
+            return
+        }
+        guard value < 9e18 else { return nil }
+        bytes = Int64(value)
     }
 
     static var defaultCompletionKind: CompletionKind { .default }
@@ -29,16 +36,13 @@ struct Age: ExpressibleByArgument {
     let nanoseconds: Int64
 
     init?(argument: String) {
-        let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
-        if text == "unlimited" || text == "none" {
+        guard let seconds = quantity(argument, units: ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400]) else { return nil }
+        guard seconds.isFinite else {
             nanoseconds = .max
             return
         }
-        let digits = text.prefix { $0.isNumber || $0 == "." }
-        guard let value = Double(digits), value >= 0 else { return nil }
-        let units: [String: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400]
-        guard let unit = units[String(text.dropFirst(digits.count))], value * unit < 9e9 else { return nil }
-        nanoseconds = Int64(value * unit * 1e9)
+        guard seconds < 9e9 else { return nil }
+        nanoseconds = Int64(seconds * 1e9)
     }
 }
 

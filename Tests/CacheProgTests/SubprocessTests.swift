@@ -89,14 +89,7 @@ struct SubprocessTests {
     @Test("a program that dies mid-run fails pending requests cleanly")
     func programDies() async throws {
         let script = #"printf '{"ID":0,"KnownCommands":["get","put","close"]}\n'; read line; exit 3"#
-        let (failure, status) = try await CacheProgClient.withProgram(["sh", "-c", script]) { client in
-            do {
-                _ = try await client.get(actionID(1))
-                return CacheProgClient.Failure.Code.requestFailed
-            } catch let failure as CacheProgClient.Failure {
-                return failure.code
-            }
-        }
+        let (failure, status) = try await CacheProgClient.withProgram(["sh", "-c", script]) { client in await failureOfGet(client) }
         #expect(failure == .programExited)
         #expect(status == 3)
     }
@@ -104,28 +97,14 @@ struct SubprocessTests {
     @Test("a program that answers garbage is a protocol violation")
     func programAnswersGarbage() async throws {
         let script = #"printf '{"ID":0,"KnownCommands":["get"]}\n'; read line; echo 'hello?'; exec sleep 5"#
-        let (failure, _) = try await CacheProgClient.withProgram(["sh", "-c", script], exitTimeout: .milliseconds(200)) { client in
-            do {
-                _ = try await client.get(actionID(1))
-                return CacheProgClient.Failure.Code.requestFailed
-            } catch let failure as CacheProgClient.Failure {
-                return failure.code
-            }
-        }
+        let (failure, _) = try await CacheProgClient.withProgram(["sh", "-c", script], exitTimeout: .milliseconds(200)) { client in await failureOfGet(client) }
         #expect(failure == .protocolViolation)
     }
 
     @Test("a program that never answers times out, and is killed")
     func programNeverAnswers() async throws {
         let script = #"printf '{"ID":0,"KnownCommands":["get"]}\n'; exec sleep 30"#
-        let (failure, status) = try await CacheProgClient.withProgram(["sh", "-c", script], requestTimeout: .milliseconds(300), exitTimeout: .milliseconds(300)) { client in
-            do {
-                _ = try await client.get(actionID(1))
-                return CacheProgClient.Failure.Code.requestFailed
-            } catch let failure as CacheProgClient.Failure {
-                return failure.code
-            }
-        }
+        let (failure, status) = try await CacheProgClient.withProgram(["sh", "-c", script], requestTimeout: .milliseconds(300), exitTimeout: .milliseconds(300)) { client in await failureOfGet(client) }
         #expect(failure == .timedOut)
         #expect(status == 128 + 9)
     }
@@ -135,5 +114,17 @@ struct SubprocessTests {
         await #expect(throws: CacheProgClient.Failure.self) {
             _ = try await CacheProgClient.withProgram(["sleep", "30"], handshakeTimeout: .milliseconds(300), exitTimeout: .milliseconds(100)) { _ in 0 }
         }
+    }
+}
+
+/// The failure code of a get that should fail; nil if it succeeded or failed otherwise.
+func failureOfGet(_ client: CacheProgClient) async -> CacheProgClient.Failure.Code? {
+    do {
+        _ = try await client.get(actionID(1))
+        return nil
+    } catch let failure as CacheProgClient.Failure {
+        return failure.code
+    } catch {
+        return nil
     }
 }
