@@ -3,6 +3,7 @@ import ChunkCache
 import ChunkStore
 import Digests
 import FileIO
+import TestSupport
 import Testing
 
 /// The directory holding the test bundle, where SwiftPM also puts the package's executables.
@@ -174,6 +175,36 @@ struct ChunkCacheTests {
         }
         #expect(linked == 5)
         #expect(try ChunkStore(directory: store).statistics().keptBytes > 0)
+    }
+
+    @Test("a failing disk (file-size limit): the big put gets Err, small ones and gets keep working")
+    func failingDisk() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        let big = pseudoRandomBytes(5 << 20, seed: 3)
+        // ulimit -f counts 512-byte blocks in sh: files may not grow past 2 MiB.
+        let limited = ["sh", "-c", "ulimit -f 4096; exec \"$0\" \"$@\"", chunkcache, "--dir", store]
+        let (outcome, status) = try await CacheProgClient.withProgram(limited) { client in
+            _ = try await client.put(actionID(1), body: body(1))
+            var bigFailed = false
+            do {
+                _ = try await client.put(actionID(2), body: big)
+            } catch let failure as CacheProgClient.Failure {
+                bigFailed = failure.code == .requestFailed
+            }
+            let small = try await client.get(actionID(1))
+            let smallBytes = try small.map { try FileSystem.readFile($0.diskPath) }
+            let missing = try await client.get(actionID(2))
+            _ = try await client.put(actionID(3), body: body(3))
+            try await client.close()
+            return (bigFailed, smallBytes == body(1), missing == nil)
+        }
+        #expect(outcome.0, "the put that cannot be written is answered with Err")
+        #expect(outcome.1, "what was stored is still served")
+        #expect(outcome.2, "the failed put left nothing behind")
+        #expect(status == 0)
+        #expect(try ChunkStore(directory: store).verify(repair: false).isHealthy)
+        #expect(try FileSystem.contentsOfDirectory(store + "/tmp").isEmpty, "no half-written body left")
     }
 
     @Test("unknown flags and bad values are refused with a message and a non-zero exit", arguments: [
