@@ -58,7 +58,7 @@ final class ArchiveWriter {
     }
 
     func record(_ kind: UInt8, _ parts: [UInt8]...) throws {
-        var header = ByteWriter(capacity: 9)
+        var header = BinaryWriter(capacity: 9)
         header.append(kind)
         header.append(UInt64(parts.reduce(0) { $0 + $1.count }))
         append(header.bytes)
@@ -69,7 +69,7 @@ final class ArchiveWriter {
     /// Writes the trailer and moves the archive into place.
     func finish() throws {
         let digest = hasher.take()!.finalize()
-        var trailer = ByteWriter(capacity: 41)
+        var trailer = BinaryWriter(capacity: 41)
         trailer.append(ArchiveFormat.trailerKind)
         trailer.append(UInt64(SHA256.byteCount))
         trailer.append(digest)

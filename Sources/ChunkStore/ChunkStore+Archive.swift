@@ -51,7 +51,7 @@ extension ChunkStore {
                 if case .chunks(let chunks) = manifest.content {
                     for chunk in chunks where !baseChunks.contains(chunk.digest) && written.insert(chunk.digest).inserted {
                         guard let location = try catalog.location(of: chunk.digest) else { continue }
-                        var head = ByteWriter(capacity: 37)
+                        var head = BinaryWriter(capacity: 37)
                         head.append(chunk.digest)
                         head.append(location.codec.rawValue)
                         head.append(location.rawSize)
@@ -60,7 +60,7 @@ extension ChunkStore {
                         report.chunks += 1
                     }
                 }
-                var head = ByteWriter(capacity: 8)
+                var head = BinaryWriter(capacity: 8)
                 head.append(used)
                 try writer.record(ArchiveFormat.manifestKind, head.bytes, bytes)
                 report.manifests += 1

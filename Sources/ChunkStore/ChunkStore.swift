@@ -134,13 +134,7 @@ public final class ChunkStore: Sendable {
             size = Int64(bytes.count)
             content = try bytes.withUnsafeBytes { raw in
                 if raw.count <= configuration.inlineLimit { return inline(raw) }
-                var offset = 0
-                return .chunks(try storeChunks(newChunks: &newChunks) { buffer in
-                    let n = min(buffer.count, raw.count - offset)
-                    buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[offset..<offset + n]))
-                    offset += n
-                    return n
-                })
+                return .chunks(try storeChunks(of: raw, newChunks: &newChunks))
             }
         case .file(let path):
             let descriptor = try FileDescriptor.open(path, [.readOnly])
@@ -152,7 +146,7 @@ public final class ChunkStore: Sendable {
                 content = bytes.withUnsafeBytes { inline($0) }
             } else {
                 var offset: Int64 = 0
-                content = .chunks(try storeChunks(newChunks: &newChunks) { buffer in
+                content = .chunks(try storeChunks(size: size, newChunks: &newChunks) { buffer in
                     let n = try descriptor.read(into: buffer, at: offset)
                     offset += Int64(n)
                     return n
@@ -176,12 +170,20 @@ public final class ChunkStore: Sendable {
         return .inline(codec: codec, payload: payload)
     }
 
-    /// Chunks what `read` supplies (it fills a buffer and returns the count, 0 at the end),
-    /// storing each chunk not already stored.
-    private func storeChunks(newChunks: inout [SHA256Digest: ChunkLocation], _ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
+    /// Chunks an output held in memory, in place.
+    private func storeChunks(of raw: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation]) throws -> [Manifest.Chunk] {
+        var scratch: [UInt8] = []
+        return try configuration.chunker.chunks(of: raw).map { range in
+            try storeChunk(UnsafeRawBufferPointer(rebasing: raw[range]), newChunks: &newChunks, scratch: &scratch)
+        }
+    }
+
+    /// Chunks what `read` supplies (it fills a buffer and returns the count, 0 at the end) through
+    /// a window of about 1 MiB, so a large file never sits whole in memory.
+    private func storeChunks(size: Int64, newChunks: inout [SHA256Digest: ChunkLocation], _ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
         let chunker = configuration.chunker
-        let capacity = max(1 << 20, chunker.maxSize * 2)
-        var buffer = [UInt8](repeating: 0, count: capacity)
+        let capacity = Int(min(size + 1, Int64(max(1 << 20, chunker.maxSize * 2))))
+        var buffer = [UInt8](repeating: 0, count: max(capacity, chunker.maxSize + 1))
         var scratch: [UInt8] = []
         var chunks: [Manifest.Chunk] = []
         var start = 0
@@ -208,18 +210,22 @@ public final class ChunkStore: Sendable {
                 if start == end { break }
                 let window = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
                 let length = chunker.firstChunkLength(window)
-                let chunk = UnsafeRawBufferPointer(rebasing: window[..<length])
-                let digest = SHA256.hash(chunk)
-                if try newChunks[digest] == nil && catalog.location(of: digest) == nil {
-                    scratch.removeAll(keepingCapacity: true)
-                    let codec = compressor.compress(chunk, into: &scratch)
-                    newChunks[digest] = try scratch.withUnsafeBytes { try packs.append(digest, codec: codec, rawSize: length, payload: $0) }
-                }
-                chunks.append(Manifest.Chunk(digest: digest, size: UInt32(length)))
+                chunks.append(try storeChunk(UnsafeRawBufferPointer(rebasing: window[..<length]), newChunks: &newChunks, scratch: &scratch))
                 start += length
             }
         }
         return chunks
+    }
+
+    /// Hashes one chunk and stores it unless the store (or this put) already has it.
+    private func storeChunk(_ chunk: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation], scratch: inout [UInt8]) throws -> Manifest.Chunk {
+        let digest = SHA256.hash(chunk)
+        if try newChunks[digest] == nil && catalog.location(of: digest) == nil {
+            scratch.removeAll(keepingCapacity: true)
+            let codec = compressor.compress(chunk, into: &scratch)
+            newChunks[digest] = try scratch.withUnsafeBytes { try packs.append(digest, codec: codec, rawSize: chunk.count, payload: $0) }
+        }
+        return Manifest.Chunk(digest: digest, size: UInt32(chunk.count))
     }
 
     // MARK: Reading

@@ -39,7 +39,7 @@ public struct Manifest: Hashable, Sendable {
     static let maxSize: Int64 = 1 << 40
 
     public func encoded() -> [UInt8] {
-        var writer = ByteWriter()
+        var writer = BinaryWriter()
         writer.append(Self.magic)
         switch content {
         case .inline: writer.append(UInt8(0))
@@ -64,7 +64,7 @@ public struct Manifest: Hashable, Sendable {
                 writer.pad(4)
             }
         }
-        writer.append(Self.checksum(writer.bytes))
+        writer.append(writer.bytes.withUnsafeBytes { Self.checksum($0) })
         return writer.bytes
     }
 
@@ -76,7 +76,7 @@ public struct Manifest: Hashable, Sendable {
                 let body = UnsafeRawBufferPointer(rebasing: raw[..<(raw.count - 4)])
                 let stored = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: raw.count - 4, as: UInt32.self))
                 guard stored == Self.checksum(body) else { throw CorruptData(description: "manifest checksum mismatch") }
-                var reader = ByteReader(body)
+                var reader = BinaryReader(body)
                 guard try reader.readBytes(4).elementsEqual(Self.magic) else { throw CorruptData(description: "not a manifest") }
                 let kind = try reader.read(UInt8.self)
                 try reader.skip(3)
@@ -114,7 +114,7 @@ public struct Manifest: Hashable, Sendable {
                 guard reader.remaining == 0 else { throw CorruptData(description: "trailing bytes in manifest") }
                 return Manifest(key: key, outputID: outputID, size: size, time: time, content: content)
             }
-        } catch is ByteReader.Truncated {
+        } catch is BinaryReader.Truncated {
             throw CorruptData(description: "manifest truncated")
         }
     }
@@ -127,19 +127,7 @@ public struct Manifest: Hashable, Sendable {
         self.content = content
     }
 
-    private static func checksum(_ bytes: some ContiguousBytes) -> UInt32 {
-        bytes.withUnsafeBytes { raw in
-            UInt32(crc32(0, raw.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(raw.count)))
-        }
+    private static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        UInt32(crc32(0, bytes.baseAddress?.assumingMemoryBound(to: Bytef.self), uInt(bytes.count)))
     }
-}
-
-/// Contiguous bytes, for checksums over arrays and buffers alike.
-protocol ContiguousBytes {
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
-}
-
-extension Array: ContiguousBytes where Element == UInt8 {}
-extension UnsafeRawBufferPointer: ContiguousBytes {
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try body(self) }
 }

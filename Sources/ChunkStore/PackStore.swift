@@ -67,7 +67,7 @@ final class PackStore: Sendable {
 
     /// Appends a chunk's encoded payload and returns where it went.
     func append(_ digest: SHA256Digest, codec: Codec, rawSize: Int, payload: UnsafeRawBufferPointer) throws -> ChunkLocation {
-        var record = ByteWriter(capacity: Self.recordHeaderSize + payload.count)
+        var record = BinaryWriter(capacity: Self.recordHeaderSize + payload.count)
         record.append(Self.recordMagic)
         record.append(codec.rawValue)
         record.pad(3)
@@ -115,7 +115,7 @@ final class PackStore: Sendable {
             guard try descriptor.readFully(into: record, at: location.offset) == total else {
                 throw CorruptData(description: "pack \(Self.name(of: location.pack)) is truncated at \(location.offset)")
             }
-            var header = ByteReader(UnsafeRawBufferPointer(record))
+            var header = BinaryReader(UnsafeRawBufferPointer(record))
             let magic = try header.readBytes(4)
             let codec = try header.read(UInt8.self)
             try header.skip(3)

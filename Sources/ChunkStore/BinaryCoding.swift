@@ -1,7 +1,7 @@
 import Digests
 
 /// Little-endian fixed-width fields for the store's binary formats.
-struct ByteWriter {
+struct BinaryWriter {
     var bytes: [UInt8] = []
 
     init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
@@ -21,8 +21,8 @@ struct ByteWriter {
     mutating func pad(_ count: Int) { bytes.append(contentsOf: repeatElement(0, count: count)) }
 }
 
-/// Reads what `ByteWriter` wrote, checking every bound: malformed input throws, never traps.
-struct ByteReader {
+/// Reads what `BinaryWriter` wrote, checking every bound: malformed input throws, never traps.
+struct BinaryReader {
     let bytes: UnsafeRawBufferPointer
     private(set) var offset = 0
 
