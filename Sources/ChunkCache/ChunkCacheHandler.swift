@@ -42,7 +42,7 @@ public final class ChunkCacheHandler: CacheHandler {
         self.store = store
         self.budget = budget
         live = try LiveArea(root: store.liveRoot)
-        kept = budget.keepDecompressed > 0 ? try KeptOutputs(root: store.keptRoot, budget: budget.keepDecompressed) : nil
+        kept = budget.keepDecompressed > 0 && !store.isReadOnly ? try KeptOutputs(root: store.keptRoot, budget: budget.keepDecompressed) : nil
         let (seconds, attoseconds) = liveRetention.components
         LiveArea.sweep(root: store.liveRoot, retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000, except: live.directory)
     }
@@ -98,6 +98,8 @@ public final class ChunkCacheHandler: CacheHandler {
         kept?.keep(path, as: outputID)
         do {
             try store.store(key: key, outputID: outputID, time: WallClock.nanoseconds(), body: body)
+        } catch where store.isReadOnly {
+            // Expected: a read-only store serves hits and stores nothing (said once at start).
         } catch {
             // The go command has its file; only the cache entry is lost. Say so and go on.
             store.counters.errors.add()
@@ -114,6 +116,7 @@ public final class ChunkCacheHandler: CacheHandler {
 
     /// Saves this run's counters and last-use times; call when serving ends, whichever way.
     public func finish(logger: Logger) {
+        guard !store.isReadOnly else { return }
         do {
             try store.recordUse(of: Array(used.withLock { $0 }), at: WallClock.nanoseconds())
             try store.counters.flush()
@@ -125,6 +128,7 @@ public final class ChunkCacheHandler: CacheHandler {
     /// Applies the budget: expires old outputs and, when over the size limit, evicts the least
     /// recently used. Call after the go command has its answers (it is not waiting then).
     public func maintain(logger: Logger) {
+        guard !store.isReadOnly else { return }
         kept?.trim()
         do {
             let overBudget = budget.maxSize.map { store.diskUsage > $0 } ?? false

@@ -54,6 +54,9 @@ extension ChunkCacheCommand {
             let handler: ChunkCacheHandler
             do {
                 let chunkStore = try ChunkStore(directory: directory, configuration: .init(codec: Codec(name: codec)!, level: level))
+                if chunkStore.isReadOnly {
+                    logger.warning("chunkcache: the store at \(directory) is read-only: serving hits from it, storing nothing.")
+                }
                 handler = try ChunkCacheHandler(store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes()))
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")

@@ -17,8 +17,17 @@ final class Catalog: Sendable {
     private let database: Mutex<SQLiteDatabase>
     static let schemaVersion: Int64 = 1
 
-    init(path: String) throws {
-        let database = try SQLiteDatabase(path: path)
+    init(path: String, readOnly: Bool = false) throws {
+        let database = try SQLiteDatabase(path: path, readOnly: readOnly)
+        if readOnly {
+            var version: Int64 = 0
+            try database.query("PRAGMA user_version") { version = $0.integer(0) }
+            guard version == Self.schemaVersion else {
+                throw SQLiteDatabase.Failure(description: "\(path) has catalog version \(version); this chunkcache reads \(Self.schemaVersion)")
+            }
+            self.database = Mutex(database)
+            return
+        }
         // Switching to WAL needs the database to itself, and SQLite does not wait for that on
         // the busy timeout: when several processes start at once, retry for a while. Once the
         // file is in WAL mode (it stays so), this is a read.

@@ -37,7 +37,8 @@ extension ChunkStore {
     /// Bytes the store occupies on disk (as `du` counts), live and kept files excluded (they
     /// have budgets of their own).
     public var diskUsage: Int64 {
-        FileSystem.allocatedSize(of: directory) - FileSystem.allocatedSize(of: liveRoot) - FileSystem.allocatedSize(of: keptRoot)
+        let live = scratchRoot == directory ? FileSystem.allocatedSize(of: liveRoot) : 0
+        return FileSystem.allocatedSize(of: directory) - live - FileSystem.allocatedSize(of: keptRoot)
     }
 
     /// Removes chunks no manifest names, deletes packs left empty, and rewrites packs that are

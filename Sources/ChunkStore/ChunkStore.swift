@@ -55,6 +55,11 @@ public final class ChunkStore: Sendable {
 
     public let directory: String
     public let configuration: Configuration
+    /// The store's filesystem is read-only: gets are served, puts are refused.
+    public let isReadOnly: Bool
+    /// Where live files and received bodies go: the store, or a private directory elsewhere
+    /// when the store is read-only.
+    let scratchRoot: String
     let packs: PackStore
     let catalog: Catalog
     let lock: StoreLock
@@ -67,22 +72,34 @@ public final class ChunkStore: Sendable {
     public init(directory: String, configuration: Configuration = Configuration()) throws {
         self.directory = FileSystem.absolutePath(directory)
         self.configuration = configuration
-        try FileSystem.createDirectories(self.directory, permissions: 0o700)
+        if !FileSystem.exists(self.directory) { try FileSystem.createDirectories(self.directory, permissions: 0o700) }
         try Self.checkOwnership(of: self.directory)
+        // A store on a read-only filesystem (a CI cache mounted read-only, say) still serves hits.
+        isReadOnly = access(self.directory, W_OK) != 0
         let versionPath = self.directory + "/VERSION"
         if let existing = try? FileSystem.readFile(versionPath) {
             guard existing == Array(Self.versionLine.utf8) else {
                 throw DamagedEntry(description: "\(self.directory) is not a chunkcache store of this version (VERSION says \(String(decoding: existing, as: UTF8.self).debugDescription))")
             }
+        } else if isReadOnly {
+            throw DamagedEntry(description: "\(self.directory) is read-only and holds no store")
         } else {
             try FileSystem.writeFileAtomically(versionPath, Array(Self.versionLine.utf8), permissions: 0o644)
         }
-        for sub in ["live", "tmp"] {
-            try FileSystem.createDirectory(self.directory + "/" + sub)
+        if isReadOnly {
+            // Live files and received bodies go to a private directory of this user's instead.
+            scratchRoot = "/tmp/chunkcache-readonly-\(getuid())"
+            try FileSystem.createDirectories(scratchRoot, permissions: 0o700)
+            try Self.checkOwnership(of: scratchRoot)
+        } else {
+            scratchRoot = self.directory
         }
-        packs = try PackStore(directory: self.directory + "/packs")
-        catalog = try Catalog(path: self.directory + "/catalog.db")
-        lock = try StoreLock(path: self.directory + "/gc.lock")
+        for sub in ["live", "tmp"] {
+            try FileSystem.createDirectory(scratchRoot + "/" + sub)
+        }
+        packs = try PackStore(directory: self.directory + "/packs", readOnly: isReadOnly)
+        catalog = try Catalog(path: self.directory + "/catalog.db", readOnly: isReadOnly)
+        lock = try StoreLock(path: (isReadOnly ? scratchRoot : self.directory) + "/gc.lock")
         compressor = Compressor(codec: configuration.codec, level: configuration.level)
         counters = StoreCounters(path: self.directory + "/stats", lockPath: self.directory + "/VERSION")
     }
@@ -113,16 +130,17 @@ public final class ChunkStore: Sendable {
     public var keptRoot: String { directory + "/kept" }
 
     /// Where live files go (see `LiveArea`).
-    public var liveRoot: String { directory + "/live" }
+    public var liveRoot: String { scratchRoot + "/live" }
     /// Where bodies are received; on the store's filesystem, so they can be renamed into place.
-    public var temporaryDirectory: String { directory + "/tmp" }
+    public var temporaryDirectory: String { scratchRoot + "/tmp" }
 
     // MARK: Storing
 
     /// Stores `body` as the output of `key`, replacing what was there. Returns its manifest.
     @discardableResult
     public func store(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
-        try lock.withShared { try storeLocked(key: key, outputID: outputID, time: time, body: body) }
+        guard !isReadOnly else { throw DamagedEntry(description: "the store at \(directory) is read-only") }
+        return try lock.withShared { try storeLocked(key: key, outputID: outputID, time: time, body: body) }
     }
 
     private func storeLocked(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {

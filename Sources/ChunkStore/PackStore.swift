@@ -43,10 +43,10 @@ final class PackStore: Sendable {
     private let writer = Mutex(Writer())
     private let readers = Mutex<[UInt64: FileDescriptor]>([:])
 
-    init(directory: String, packLimit: Int64 = 256 << 20) throws {
+    init(directory: String, packLimit: Int64 = 256 << 20, readOnly: Bool = false) throws {
         self.directory = directory
         self.packLimit = packLimit
-        try FileSystem.createDirectories(directory)
+        if !readOnly { try FileSystem.createDirectories(directory) }
     }
 
     deinit {
