@@ -3,13 +3,14 @@ import ChunkStore
 import Digests
 import FileIO
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-@Suite("Crashes: kill -9 during a storm of puts")
+@Suite("Crashes: kill -9 at random moments")
 struct CrashTests {
     @Test("after 50 kills at random moments, every acknowledged put is served and the store verifies clean")
     func killStorm() async throws {
@@ -58,6 +59,45 @@ struct CrashTests {
         #expect(lost.isEmpty, "acknowledged puts lost: \(lost.prefix(10))")
         let report = try ChunkStore(directory: store).verify(repair: false)
         #expect(report.isHealthy, "\(report.damaged.prefix(3))")
+    }
+
+    @Test("kill -9 during trim, gc and import (20 rounds each): the store always verifies clean")
+    func killMaintenance() async throws {
+        let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        let binary = productsDirectory + "/chunkcache"
+        func fill(_ range: Range<Int>) async throws {
+            _ = try await CacheProgClient.withProgram([binary, "--dir", store, "--max-size", "unlimited"]) { client in
+                for n in range { _ = try await client.put(actionID(n), body: pseudoRandomBytes(30_000 + n * 97, seed: UInt64(n))) }
+                try await client.close()
+            }
+        }
+        func killAfterRandomDelay(_ arguments: [String]) async throws {
+            let child = try ChildProcess.launch([binary] + arguments, environment: nil)
+            child.input.close()
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...60)))
+            child.kill()
+            _ = await child.wait()
+            child.output.close()
+        }
+        for round in 0..<20 {
+            try await fill(round * 20..<round * 20 + 20)
+            try await killAfterRandomDelay(["trim", "--dir", store, "--max-size", "1MB"])
+            try await killAfterRandomDelay(["gc", "--dir", store])
+            let report = try ChunkStore(directory: store).verify(repair: false)
+            #expect(report.isHealthy, "round \(round): \(report.damaged.prefix(2))")
+        }
+        let archive = temp + "/all.archive"
+        try ChunkStore(directory: store).exportArchive(to: archive)
+        for round in 0..<20 {
+            let target = temp + "/import-\(round)"
+            try await killAfterRandomDelay(["import", "--dir", target, archive])
+            if FileSystem.exists(target + "/catalog.db") {
+                let report = try ChunkStore(directory: target).verify(repair: false)
+                #expect(report.isHealthy, "import round \(round): \(report.damaged.prefix(2))")
+            }
+        }
     }
 }
 
