@@ -31,6 +31,9 @@ public final class ChunkCacheHandler: CacheHandler {
 
     public let store: ChunkStore
     public let live: LiveArea
+    /// The shared second tier, if configured.
+    public let remote: HTTPRemote?
+    private let uploads = UploadQueue(limit: 4)
     public let budget: Budget
     /// Decompressed outputs kept between runs, if the budget allows any.
     public let kept: KeptOutputs?
@@ -38,8 +41,9 @@ public final class ChunkCacheHandler: CacheHandler {
 
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
     /// than `liveRetention`.
-    public init(store: ChunkStore, budget: Budget = Budget(), liveRetention: Duration = .seconds(3600)) throws {
+    public init(store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote? = nil, liveRetention: Duration = .seconds(3600)) throws {
         self.store = store
+        self.remote = remote
         self.budget = budget
         live = try LiveArea(root: store.liveRoot)
         kept = budget.keepDecompressed > 0 && !store.isReadOnly ? try KeptOutputs(root: store.keptRoot, budget: budget.keepDecompressed) : nil
@@ -55,6 +59,7 @@ public final class ChunkCacheHandler: CacheHandler {
         let key = SHA256Digest(bytes: actionID.bytes)!
         do {
             guard let manifest = try store.manifest(for: key) else {
+                if let entry = await fetchFromRemote(key, context: context) { return entry }
                 store.counters.misses.add()
                 return nil
             }
@@ -97,7 +102,13 @@ public final class ChunkCacheHandler: CacheHandler {
         }
         kept?.keep(path, as: outputID)
         do {
-            try store.store(key: key, outputID: outputID, time: WallClock.nanoseconds(), body: body)
+            let manifest = try store.store(key: key, outputID: outputID, time: WallClock.nanoseconds(), body: body)
+            if let remote, !remote.configuration.readOnly {
+                let chunks: [(digest: SHA256Digest, size: Int)]
+                if case .chunks(let list) = manifest.content { chunks = list.map { ($0.digest, Int($0.size)) } } else { chunks = [] }
+                let encoded = manifest.encoded()
+                await uploads.add { await remote.upload(key: key, manifest: encoded, chunks: chunks, body: path) }
+            }
         } catch where store.isReadOnly {
             // Expected: a read-only store serves hits and stores nothing (said once at start).
         } catch {
@@ -108,8 +119,47 @@ public final class ChunkCacheHandler: CacheHandler {
         return path
     }
 
+    /// Looks a local miss up in the remote tier: the manifest, then only the chunks this store
+    /// lacks, each checked against its hash, then the whole output against its output ID; the
+    /// output is then stored locally too. Any failure is a miss.
+    private func fetchFromRemote(_ key: SHA256Digest, context: CacheContext) async -> CacheEntry? {
+        guard let remote, let bytes = await remote.manifest(for: key),
+            let manifest = try? Manifest(decoding: bytes), manifest.key == key,
+            let missing = try? store.missingChunks(of: manifest)
+        else { return nil }
+        var supplied: [SHA256Digest: [UInt8]] = [:]
+        for chunk in missing where supplied[chunk.digest] == nil {
+            guard let data = await remote.chunk(chunk.digest, size: Int(chunk.size)) else { return nil }
+            supplied[chunk.digest] = data
+        }
+        let path = live.path(for: manifest.outputID)
+        do {
+            try store.materialize(manifest, at: path, supplied: supplied)
+        } catch {
+            context.logger.warning("remote entry \(key.hex.prefix(16)) does not check out, ignored: \(error)")
+            store.counters.remoteErrors.add()
+            return nil
+        }
+        if !store.isReadOnly { _ = try? store.store(key: key, outputID: manifest.outputID, time: manifest.time, body: .file(path: path)) }
+        store.counters.remoteHits.add()
+        store.counters.hits.add()
+        used.withLock { _ = $0.insert(key) }
+        return CacheEntry(outputID: OutputID(manifest.outputID), size: manifest.size, time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
+    }
+
+    /// Waits (at most `limit`) for uploads to the remote tier to finish; call before the run
+    /// ends, since uploads read the run's live files.
+    public func drainUploads(limit: Duration = .seconds(30)) async {
+        guard let remote else { return }
+        await uploads.drain(limit: limit)
+        store.counters.remoteErrors.add(remote.counters.errors.current)
+        store.counters.remoteBytesDownloaded.add(remote.counters.bytesDownloaded.current)
+        store.counters.remoteBytesUploaded.add(remote.counters.bytesUploaded.current)
+    }
+
     /// The build is over: its live files are no longer read.
     public func close(context: CacheContext) async throws {
+        await drainUploads()
         live.removeAll()
         finish(logger: context.logger)
     }
@@ -140,6 +190,57 @@ public final class ChunkCacheHandler: CacheHandler {
             logger.info("trimmed: \(report.expired) expired, \(report.evicted) evicted, \(report.bytesBefore) → \(report.bytesAfter) bytes")
         } catch {
             logger.warning("could not trim the store: \(error)")
+        }
+    }
+}
+
+/// Uploads to the remote tier, run after the go command has its reply, at most `limit` at once,
+/// and drained when the run ends. These are unstructured tasks on purpose: an upload outlives the
+/// request that caused it; `drain` is where the run waits for (or abandons) them.
+actor UploadQueue {
+    private let limit: Int
+    private var active = 0
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    private var tasks: [Task<Void, Never>] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func add(_ work: @escaping @Sendable () async -> Void) {
+        tasks.append(Task {
+            await self.acquire()
+            await work()
+            self.release()
+        })
+    }
+
+    private func acquire() async {
+        if active < limit {
+            active += 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    private func release() {
+        if waiting.isEmpty { active -= 1 } else { waiting.removeFirst().resume() }
+    }
+
+    /// Waits for every upload, or cancels what is left after `limit`.
+    func drain(limit: Duration) async {
+        let pending = tasks
+        tasks.removeAll()
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for task in pending { await task.value }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return false
+            }
+            _ = await group.next()
+            for task in pending { task.cancel() }  // past the limit: abandon what is left
+            group.cancelAll()
         }
     }
 }

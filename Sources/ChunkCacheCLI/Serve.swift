@@ -2,6 +2,7 @@ import ArgumentParser
 import CacheProg
 import ChunkCache
 import ChunkStore
+import Foundation
 import Logging
 
 #if canImport(Glibc)
@@ -25,6 +26,12 @@ extension ChunkCacheCommand {
 
         @Option(help: ArgumentHelp("Keep up to this much of decompressed outputs between runs, e.g. 2GiB (default: $CHUNKCACHE_KEEP_DECOMPRESSED, else 0: none). Warm builds then link files instead of writing them: faster, at this much more disk.", valueName: "size"))
         var keepDecompressed: ByteSize?
+
+        @Option(help: ArgumentHelp("A shared HTTP cache (bazel-remote, or WebDAV such as nginx with dav_methods PUT) used as a second tier (default: $CHUNKCACHE_REMOTE). An extra header for it, e.g. for authentication, comes from $CHUNKCACHE_REMOTE_HEADER (\"Name: value\").", valueName: "url"))
+        var remote: String?
+
+        @Flag(help: "Read from the remote tier, never write to it (untrusted jobs such as pull requests; also $CHUNKCACHE_REMOTE_READONLY=1).")
+        var remoteReadonly = false
 
         @Flag(help: "Log every request to standard error.")
         var verbose = false
@@ -51,13 +58,25 @@ extension ChunkCacheCommand {
             logger.logLevel = verbose ? .debug : .warning
             let limits = try budget.resolved()
             let directory = try store.resolvedDirectory
+            let environment = ProcessInfo.processInfo.environment
+            var httpRemote: HTTPRemote?
+            if let url = remote ?? environment["CHUNKCACHE_REMOTE"], !url.isEmpty {
+                var headers: [String: String] = [:]
+                if let header = environment["CHUNKCACHE_REMOTE_HEADER"], let colon = header.firstIndex(of: ":") {
+                    headers[String(header[..<colon]).trimmingCharacters(in: .whitespaces)] = String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                }
+                let readOnly = remoteReadonly || environment["CHUNKCACHE_REMOTE_READONLY"] == "1"
+                httpRemote = HTTPRemote(configuration: .init(baseURL: url, headers: headers, readOnly: readOnly), logger: logger)
+            }
             let handler: ChunkCacheHandler
             do {
                 let chunkStore = try ChunkStore(directory: directory, configuration: .init(codec: Codec(name: codec)!, level: level))
                 if chunkStore.isReadOnly {
                     logger.warning("chunkcache: the store at \(directory) is read-only: serving hits from it, storing nothing.")
                 }
-                handler = try ChunkCacheHandler(store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes()))
+                handler = try ChunkCacheHandler(
+                    store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes()),
+                    remote: httpRemote)
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
                 let passThrough = try PassThroughHandler()
@@ -65,7 +84,10 @@ extension ChunkCacheCommand {
                 return
             }
             let ending = try await serve(handler, spoolDirectory: handler.spoolDirectory, logger: logger)
-            if ending == .endOfInput { handler.finish(logger: logger) }
+            if ending == .endOfInput {
+                await handler.drainUploads()
+                handler.finish(logger: logger)
+            }
             // The go command has every answer; end the protocol stream so it goes on while the
             // budget is applied.
             let devNull = open("/dev/null", O_WRONLY)

@@ -41,6 +41,7 @@ extension ChunkCacheCommand {
                 puts             \(stats.puts)
                 damaged          \(stats.damaged)
                 evictions        \(stats.evictions)
+                remote           \(stats.remoteHits) hits, \(stats.remoteErrors) errors, \(size(stats.remoteBytesDownloaded)) down, \(size(stats.remoteBytesUploaded)) up
                 last trim        \(stats.lastTrim == 0 ? "never" : Date(timeIntervalSince1970: Double(stats.lastTrim) / 1e9).description)
                 """)
         }

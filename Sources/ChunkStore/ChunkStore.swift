@@ -264,7 +264,19 @@ public final class ChunkStore: Sendable {
     /// Writes the output `manifest` describes to `path` (atomically: a temporary file, then a
     /// rename), after checking it against its output ID. Throws `DamagedEntry` if it does not
     /// check out; damaged chunks are forgotten so the next put stores them again.
+    /// Chunks of `manifest` this store does not have (so `materialize` needs them `supplied`).
+    public func missingChunks(of manifest: Manifest) throws -> [Manifest.Chunk] {
+        guard case .chunks(let chunks) = manifest.content else { return [] }
+        return try chunks.filter { try catalog.location(of: $0.digest) == nil }
+    }
+
     public func materialize(_ manifest: Manifest, at path: String) throws {
+        try materialize(manifest, at: path, supplied: [:])
+    }
+
+    /// Like `materialize(_:at:)`, taking chunks the store lacks from `supplied` (plain bytes by
+    /// hash, fetched from elsewhere). The whole output is still checked against its output ID.
+    public func materialize(_ manifest: Manifest, at path: String, supplied: [SHA256Digest: [UInt8]]) throws {
         let temporary = FileSystem.temporaryName(beside: path)
         let descriptor = try FileDescriptor.open(temporary, [.writeOnly, .create, .exclusive, .noFollow], permissions: 0o644)
         var renamed = false
@@ -307,7 +319,12 @@ public final class ChunkStore: Sendable {
                     if rawSize > window.count { window = [UInt8](repeating: 0, count: rawSize) }
                 }
                 try window.withUnsafeMutableBytes { out in
-                    try decode(chunk, of: manifest, into: UnsafeMutableRawBufferPointer(rebasing: out[filled..<filled + rawSize]), record: &record)
+                    let target = UnsafeMutableRawBufferPointer(rebasing: out[filled..<filled + rawSize])
+                    if let bytes = supplied[chunk.digest], bytes.count == rawSize, try catalog.location(of: chunk.digest) == nil {
+                        bytes.withUnsafeBytes { target.copyMemory(from: $0) }
+                    } else {
+                        try decode(chunk, of: manifest, into: target, record: &record)
+                    }
                 }
                 filled += rawSize
             }

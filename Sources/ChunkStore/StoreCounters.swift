@@ -10,6 +10,11 @@ public final class StoreCounters: Sendable {
     public let damaged = AtomicCounter()
     public let errors = AtomicCounter()
     public let evictions = AtomicCounter()
+    /// The shared remote tier: outputs fetched from it, its failures, bytes each way.
+    public let remoteHits = AtomicCounter()
+    public let remoteErrors = AtomicCounter()
+    public let remoteBytesDownloaded = AtomicCounter()
+    public let remoteBytesUploaded = AtomicCounter()
     /// When trim last ran here (a time, not a count: the stats file keeps the latest).
     public let lastTrim = AtomicCounter()
 
@@ -22,7 +27,8 @@ public final class StoreCounters: Sendable {
     }
 
     private var all: [(String, AtomicCounter)] {
-        [("hits", hits), ("misses", misses), ("puts", puts), ("bytes_put", bytesPut), ("damaged", damaged), ("errors", errors), ("evictions", evictions)]
+        [("hits", hits), ("misses", misses), ("puts", puts), ("bytes_put", bytesPut), ("damaged", damaged), ("errors", errors), ("evictions", evictions),
+         ("remote_hits", remoteHits), ("remote_errors", remoteErrors), ("remote_bytes_down", remoteBytesDownloaded), ("remote_bytes_up", remoteBytesUploaded)]
     }
 
     /// The totals in the stats file (without this process's unflushed counts).

@@ -34,6 +34,11 @@ public struct StoreStatistics: Sendable, Codable, Equatable {
     /// Outputs evicted by trim (over budget or unused too long), and when trim last ran
     /// (nanoseconds since the epoch, 0 if never).
     public var evictions: Int64 = 0
+    /// The remote tier, across runs: outputs fetched, failures, bytes downloaded and uploaded.
+    public var remoteHits: Int64 = 0
+    public var remoteErrors: Int64 = 0
+    public var remoteBytesDownloaded: Int64 = 0
+    public var remoteBytesUploaded: Int64 = 0
     public var lastTrim: Int64 = 0
 
     /// Logical bytes per unique byte.
@@ -82,6 +87,10 @@ extension ChunkStore {
         stats.puts = persisted["puts", default: 0] + counters.puts.current
         stats.damaged = persisted["damaged", default: 0] + counters.damaged.current
         stats.evictions = persisted["evictions", default: 0] + counters.evictions.current
+        stats.remoteHits = persisted["remote_hits", default: 0] + counters.remoteHits.current
+        stats.remoteErrors = persisted["remote_errors", default: 0] + counters.remoteErrors.current
+        stats.remoteBytesDownloaded = persisted["remote_bytes_down", default: 0] + counters.remoteBytesDownloaded.current
+        stats.remoteBytesUploaded = persisted["remote_bytes_up", default: 0] + counters.remoteBytesUploaded.current
         stats.lastTrim = max(persisted["last_trim", default: 0], counters.lastTrim.current)
         return stats
     }
