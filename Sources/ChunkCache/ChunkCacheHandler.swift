@@ -147,9 +147,9 @@ public final class ChunkCacheHandler: CacheHandler {
         return CacheEntry(outputID: OutputID(manifest.outputID), size: manifest.size, time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
     }
 
-    /// Waits (at most `limit`) for uploads to the remote tier to finish; call before the run
-    /// ends, since uploads read the run's live files.
-    public func drainUploads(limit: Duration = .seconds(30)) async {
+    /// Waits (at most `limit`) for uploads to the remote tier to finish; they read the run's
+    /// live files, so this comes before those are removed.
+    func drainUploads(limit: Duration = .seconds(30)) async {
         guard let remote else { return }
         await uploads.drain(limit: limit)
         store.counters.remoteErrors.add(remote.counters.errors.current)
@@ -157,15 +157,23 @@ public final class ChunkCacheHandler: CacheHandler {
         store.counters.remoteBytesUploaded.add(remote.counters.bytesUploaded.current)
     }
 
-    /// The build is over: its live files are no longer read.
-    public func close(context: CacheContext) async throws {
+    /// The go command is done. Nothing to do before the reply: the rest (uploads, removing the
+    /// live files, statistics, the budget) happens in `endRun`, after the go command has moved on.
+    public func close(context: CacheContext) async throws {}
+
+    /// Ends a run, after the protocol stream is closed (the go command is not waiting any more):
+    /// drains uploads to the remote tier, removes the live files if the go command sent `close`
+    /// (a build is over; after a bare end of input, as `go list` does, printed paths may still be
+    /// read, so they stay until swept), saves statistics and applies the budget.
+    public func endRun(closed: Bool, logger: Logger) async {
         await drainUploads()
-        live.removeAll()
-        finish(logger: context.logger)
+        if closed { live.removeAll() }
+        finish(logger: logger)
+        maintain(logger: logger)
     }
 
-    /// Saves this run's counters and last-use times; call when serving ends, whichever way.
-    public func finish(logger: Logger) {
+    /// Saves this run's counters and last-use times.
+    func finish(logger: Logger) {
         guard !store.isReadOnly else { return }
         do {
             try store.recordUse(of: Array(used.withLock { $0 }), at: WallClock.nanoseconds())
@@ -176,8 +184,8 @@ public final class ChunkCacheHandler: CacheHandler {
     }
 
     /// Applies the budget: expires old outputs and, when over the size limit, evicts the least
-    /// recently used. Call after the go command has its answers (it is not waiting then).
-    public func maintain(logger: Logger) {
+    /// recently used.
+    func maintain(logger: Logger) {
         guard !store.isReadOnly else { return }
         kept?.trim()
         do {

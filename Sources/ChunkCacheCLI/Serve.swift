@@ -84,15 +84,11 @@ extension ChunkCacheCommand {
                 return
             }
             let ending = try await serve(handler, spoolDirectory: handler.spoolDirectory, logger: logger)
-            if ending == .endOfInput {
-                await handler.drainUploads()
-                handler.finish(logger: logger)
-            }
-            // The go command has every answer; end the protocol stream so it goes on while the
-            // budget is applied.
+            // The go command has every answer; end the protocol stream so it goes on while uploads
+            // drain and the budget is applied.
             let devNull = open("/dev/null", O_WRONLY)
             if devNull >= 0 { dup2(devNull, 1) }
-            handler.maintain(logger: logger)
+            await handler.endRun(closed: ending == .closed, logger: logger)
         }
     
         private func keepBytes() throws -> Int64 {
