@@ -150,11 +150,8 @@ public final class ChunkCacheHandler: CacheHandler {
     /// Waits (at most `limit`) for uploads to the remote tier to finish; they read the run's
     /// live files, so this comes before those are removed.
     func drainUploads(limit: Duration = .seconds(30)) async {
-        guard let remote else { return }
+        guard remote != nil else { return }
         await uploads.drain(limit: limit)
-        store.counters.remoteErrors.add(remote.counters.errors.current)
-        store.counters.remoteBytesDownloaded.add(remote.counters.bytesDownloaded.current)
-        store.counters.remoteBytesUploaded.add(remote.counters.bytesUploaded.current)
     }
 
     /// The go command is done. Nothing to do before the reply: the rest (uploads, removing the

@@ -1,3 +1,4 @@
+import ChunkStore
 import Digests
 import FileIO
 import Foundation
@@ -35,18 +36,9 @@ public final class HTTPRemote: Sendable {
         }
     }
 
-    /// What the remote did in this process.
-    public struct Counters: Sendable {
-        public let hits = AtomicCounter()
-        public let misses = AtomicCounter()
-        public let errors = AtomicCounter()
-        public let bytesDownloaded = AtomicCounter()
-        public let bytesUploaded = AtomicCounter()
-        public let chunksUploaded = AtomicCounter()
-    }
-
     public let configuration: Configuration
-    public let counters = Counters()
+    /// Where its errors and bytes are counted (the local store's counters).
+    private let counters: StoreCounters
     private let session: URLSession
     private let logger: Logger
     private struct Health {
@@ -56,8 +48,9 @@ public final class HTTPRemote: Sendable {
     }
     private let health = Mutex(Health())
 
-    public init(configuration: Configuration, logger: Logger) {
+    public init(configuration: Configuration, counters: StoreCounters, logger: Logger) {
         self.configuration = configuration
+        self.counters = counters
         self.logger = logger
         let sessionConfiguration = URLSessionConfiguration.ephemeral
         sessionConfiguration.timeoutIntervalForRequest = configuration.timeout
@@ -74,7 +67,7 @@ public final class HTTPRemote: Sendable {
     private var isUp: Bool { health.withLock { Date() >= $0.downUntil } }
 
     private func markDown(_ reason: String) {
-        counters.errors.add()
+        counters.remoteErrors.add()
         let (firstTime, wasUp, backoff) = health.withLock { health -> (Bool, Bool, TimeInterval) in
             let wasUp = Date() >= health.downUntil
             let firstTime = !health.reported
@@ -130,18 +123,15 @@ public final class HTTPRemote: Sendable {
 
     /// The manifest stored under `key`, or nil.
     public func manifest(for key: SHA256Digest) async -> [UInt8]? {
-        guard case .ok(let data) = await request("GET", "ac/" + key.hex) else {
-            counters.misses.add()
-            return nil
-        }
-        counters.bytesDownloaded.add(Int64(data.count))
+        guard case .ok(let data) = await request("GET", "ac/" + key.hex) else { return nil }
+        counters.remoteBytesDownloaded.add(Int64(data.count))
         return [UInt8](data)
     }
 
     /// The chunk with this hash, checked against it; nil if missing, unreachable or wrong.
     public func chunk(_ digest: SHA256Digest, size: Int) async -> [UInt8]? {
         guard case .ok(let data) = await request("GET", "cas/" + digest.hex) else { return nil }
-        counters.bytesDownloaded.add(Int64(data.count))
+        counters.remoteBytesDownloaded.add(Int64(data.count))
         let bytes = [UInt8](data)
         guard bytes.count == size, SHA256.hash(bytes) == digest else {
             markDown("chunk \(digest.hex.prefix(16)) came back wrong (\(bytes.count) bytes)")
@@ -170,11 +160,10 @@ public final class HTTPRemote: Sendable {
                     SHA256.hash(bytes) == chunk.digest
                 else { return }  // the file changed under us: upload nothing that does not check out
                 guard case .ok = await request("PUT", "cas/" + chunk.digest.hex, body: Data(bytes)) else { return }
-                counters.bytesUploaded.add(Int64(chunk.size))
-                counters.chunksUploaded.add()
+                counters.remoteBytesUploaded.add(Int64(chunk.size))
             }
         }
         guard case .ok = await request("PUT", "ac/" + key.hex, body: Data(manifest)) else { return }
-        counters.bytesUploaded.add(Int64(manifest.count))
+        counters.remoteBytesUploaded.add(Int64(manifest.count))
     }
 }

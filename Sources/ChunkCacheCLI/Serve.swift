@@ -59,14 +59,14 @@ extension ChunkCacheCommand {
             let limits = try budget.resolved()
             let directory = try store.resolvedDirectory
             let environment = ProcessInfo.processInfo.environment
-            var httpRemote: HTTPRemote?
+            var remoteConfiguration: HTTPRemote.Configuration?
             if let url = remote ?? environment["CHUNKCACHE_REMOTE"], !url.isEmpty {
                 var headers: [String: String] = [:]
                 if let header = environment["CHUNKCACHE_REMOTE_HEADER"], let colon = header.firstIndex(of: ":") {
                     headers[String(header[..<colon]).trimmingCharacters(in: .whitespaces)] = String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
                 }
                 let readOnly = remoteReadonly || environment["CHUNKCACHE_REMOTE_READONLY"] == "1"
-                httpRemote = HTTPRemote(configuration: .init(baseURL: url, headers: headers, readOnly: readOnly), logger: logger)
+                remoteConfiguration = .init(baseURL: url, headers: headers, readOnly: readOnly)
             }
             let handler: ChunkCacheHandler
             do {
@@ -76,7 +76,7 @@ extension ChunkCacheCommand {
                 }
                 handler = try ChunkCacheHandler(
                     store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes()),
-                    remote: httpRemote)
+                    remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) })
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
                 let passThrough = try PassThroughHandler()

@@ -19,7 +19,11 @@ struct CrashTests {
         let store = temp + "/store"
         let binary = productsDirectory + "/chunkcache"
         let acknowledged = Acknowledged()
-        for round in 0..<50 {
+        // At least 50 rounds, and more (up to 100) while fewer than 20 puts were acknowledged, so
+        // a slow, loaded machine still tests something.
+        var round = 0
+        while round < 50 || (acknowledged.all.count < 20 && round < 100) {
+            defer { round += 1 }
             let child = try ChildProcess.launch([binary, "--dir", store], environment: nil)
             let killer = Task {
                 try? await Task.sleep(for: .milliseconds(Int.random(in: 10...200)))
@@ -46,7 +50,7 @@ struct CrashTests {
             child.output.close()
         }
         let acked = acknowledged.all
-        #expect(acked.count > 20, "the storm should have acknowledged some puts")
+        #expect(acked.count >= 20, "the storm should have acknowledged some puts")
         let (lost, _) = try await CacheProgClient.withProgram([binary, "--dir", store]) { client in
             var lost: [Int] = []
             for n in acked.sorted() {
