@@ -70,7 +70,18 @@ extension ChunkCacheCommand {
             }
             let handler: ChunkCacheHandler
             do {
-                let chunkStore = try ChunkStore(directory: directory, configuration: .init(codec: Codec(name: codec)!, level: level))
+                // CHUNKCACHE_CHUNK_AVERAGE (a power of two, bytes) is for measuring other chunk sizes
+                // (scripts/sweep-chunking); a store keeps working across changes, but chunks of one
+                // size never deduplicate against chunks of another.
+                var average = 16 << 10
+                if let text = environment["CHUNKCACHE_CHUNK_AVERAGE"], let value = Int(text), value >= 1024, value <= 1 << 22,
+                    value.nonzeroBitCount == 1
+                {
+                    average = value
+                }
+                let chunkStore = try ChunkStore(
+                    directory: directory,
+                    configuration: .init(chunker: FastCDC(averageSize: average), codec: Codec(name: codec)!, level: level))
                 if chunkStore.isReadOnly {
                     logger.warning("chunkcache: the store at \(directory) is read-only: serving hits from it, storing nothing.")
                 }

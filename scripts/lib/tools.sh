@@ -45,8 +45,9 @@ ensure_go() {
 }
 
 # Builds the release binaries and prints the directory that holds them.
+# Callers: bin=$(build_release) || exit 1  (a command substitution does not inherit set -e).
 build_release() {
-    swift build -c release --product chunkcache >&2
-    swift build -c release --product cacheprog-disk >&2
+    swift build -c release --product chunkcache >&2 || return 1
+    swift build -c release --product cacheprog-disk >&2 || return 1
     swift build -c release --show-bin-path
 }
