@@ -37,9 +37,6 @@ public final class KeptOutputs: Sendable {
         try? FileSystem.hardLink(path, as: directory + "/" + outputID.hex)
     }
 
-    /// Bytes on disk the kept files take.
-    public var allocatedSize: Int64 { FileSystem.allocatedSize(of: directory) }
-
     /// Deletes the least recently used kept files until they fit in 90 % of the budget.
     @discardableResult
     public func trim() -> Int64 {

@@ -36,9 +36,6 @@ public final class LiveArea: Sendable {
         try? FileSystem.removeTree(directory)
     }
 
-    /// Bytes on disk in this directory.
-    public var allocatedSize: Int64 { FileSystem.allocatedSize(of: directory) }
-
     /// Removes other processes' directories whose process is gone and which are older than
     /// `retention` (nanoseconds). Returns the bytes freed.
     @discardableResult

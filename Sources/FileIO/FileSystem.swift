@@ -83,11 +83,6 @@ public enum FileSystem {
         return names
     }
 
-    /// Sets a file's modification (and access) time to now.
-    public static func touch(_ path: String) throws {
-        _ = try retrying("utimensat", path: path) { utimensat(AT_FDCWD, path, nil, 0) }
-    }
-
     /// Changes permission bits.
     public static func setPermissions(_ path: String, _ permissions: mode_t) throws {
         _ = try retrying("chmod", path: path) { chmod(path, permissions) }
