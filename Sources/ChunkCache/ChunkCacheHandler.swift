@@ -21,16 +21,21 @@ public final class ChunkCacheHandler: CacheHandler {
 
         /// Bytes of decompressed outputs to keep between runs for faster warm builds; 0 for none.
         public var keepDecompressed: Int64
+        /// Bytes of live files this process may keep in memory (tmpfs) rather than on disk during
+        /// a run; 0 for none. Ignored when outputs are kept decompressed (kept files are hard
+        /// links, which must be on the store's filesystem).
+        public var liveInMemory: Int64
 
-        public init(maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0) {
+        public init(maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0, liveInMemory: Int64 = 0) {
             self.maxSize = maxSize
             self.maxAge = maxAge
             self.keepDecompressed = keepDecompressed
+            self.liveInMemory = liveInMemory
         }
     }
 
     public let store: ChunkStore
-    public let live: LiveArea
+    public let live: LiveFiles
     /// The shared second tier, if configured.
     public let remote: HTTPRemote?
     private let uploads = UploadQueue(limit: 4)
@@ -40,15 +45,19 @@ public final class ChunkCacheHandler: CacheHandler {
     private let used = Mutex<Set<SHA256Digest>>([])
 
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
-    /// than `liveRetention`.
-    public init(store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote? = nil, liveRetention: Duration = .seconds(3600)) throws {
+    /// than `liveRetention`. Live files go to `memoryRoot` (see `LiveFiles.privateMemoryRoot`)
+    /// up to `budget.liveInMemory` bytes.
+    public init(
+        store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote? = nil, liveRetention: Duration = .seconds(3600),
+        memoryRoot: String? = nil
+    ) throws {
         self.store = store
         self.remote = remote
         self.budget = budget
-        live = try LiveArea(root: store.liveRoot)
         kept = budget.keepDecompressed > 0 && !store.isReadOnly ? try KeptOutputs(root: store.keptRoot, budget: budget.keepDecompressed) : nil
+        live = try LiveFiles(diskRoot: store.liveRoot, memoryRoot: memoryRoot, memoryBudget: kept == nil ? budget.liveInMemory : 0)
         let (seconds, attoseconds) = liveRetention.components
-        LiveArea.sweep(root: store.liveRoot, retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000, except: live.directory)
+        live.sweep(retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     /// Where the server should spool large bodies: the store's filesystem, so they are renamed
@@ -63,15 +72,12 @@ public final class ChunkCacheHandler: CacheHandler {
                 store.counters.misses.add()
                 return nil
             }
-            let path = live.path(for: manifest.outputID)
-            // A file already in this process's live directory was verified or put in this run,
-            // and is never rewritten; serve it again.
-            if (try? FileSystem.status(of: path, followLinks: false))?.size != manifest.size,
-                kept?.link(manifest.outputID, size: manifest.size, to: path) != true
-            {
-                try store.materialize(manifest, at: path)
-                kept?.keep(path, as: manifest.outputID)
-            }
+            let path = try live.existing(manifest.outputID, size: manifest.size)
+                ?? live.create(manifest.outputID, size: manifest.size) { path in
+                    if kept?.link(manifest.outputID, size: manifest.size, to: path) == true { return }
+                    try store.materialize(manifest, at: path)
+                    kept?.keep(path, as: manifest.outputID)
+                }
             store.counters.hits.add()
             used.withLock { _ = $0.insert(key) }
             return CacheEntry(
@@ -88,16 +94,17 @@ public final class ChunkCacheHandler: CacheHandler {
     public func put(_ request: PutRequest, context: CacheContext) async throws -> String {
         let key = SHA256Digest(bytes: request.actionID.bytes)!
         let outputID = SHA256Digest(bytes: request.outputID.bytes)!
-        let path = live.path(for: outputID)
+        let path: String
         let body: ChunkStore.Body
         switch request.body.storage {
         case .file(let spooled):
+            // Spooled on the store's filesystem: renamed, not copied.
+            path = live.diskPath(for: outputID)
             try FileSystem.rename(spooled, to: path)
             body = .file(path: path)
         case .bytes(let bytes):
-            if (try? FileSystem.status(of: path, followLinks: false))?.size != request.body.size {
-                try FileSystem.writeFileAtomically(path, bytes, permissions: 0o644)
-            }
+            path = try live.existing(outputID, size: request.body.size)
+                ?? live.create(outputID, size: request.body.size) { try FileSystem.writeFileAtomically($0, bytes, permissions: 0o644) }
             body = .bytes(bytes)
         }
         kept?.keep(path, as: outputID)
@@ -132,9 +139,9 @@ public final class ChunkCacheHandler: CacheHandler {
             guard let data = await remote.chunk(chunk.digest, size: Int(chunk.size)) else { return nil }
             supplied[chunk.digest] = data
         }
-        let path = live.path(for: manifest.outputID)
+        let path: String
         do {
-            try store.materialize(manifest, at: path, supplied: supplied)
+            path = try live.create(manifest.outputID, size: manifest.size) { try store.materialize(manifest, at: $0, supplied: supplied) }
         } catch {
             context.logger.warning("remote entry \(key.hex.prefix(16)) does not check out, ignored: \(error)")
             store.counters.remoteErrors.add()
@@ -164,7 +171,7 @@ public final class ChunkCacheHandler: CacheHandler {
     /// read, so they stay until swept), saves statistics and applies the budget.
     public func endRun(closed: Bool, logger: Logger) async {
         await drainUploads()
-        if closed { live.removeAll() }
+        if closed { live.removeAll() } else { live.markKept() }
         finish(logger: logger)
         maintain(logger: logger)
     }

@@ -27,6 +27,9 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Keep up to this much of decompressed outputs between runs, e.g. 2GiB (default: $CHUNKCACHE_KEEP_DECOMPRESSED, else 0: none). Warm builds then link files instead of writing them: faster, at this much more disk.", valueName: "size"))
         var keepDecompressed: ByteSize?
 
+        @Option(help: ArgumentHelp("Put up to this much of the files handed to the go command during a run in memory (/dev/shm), never more than a quarter of its free space (default: $CHUNKCACHE_LIVE_IN_MEMORY, else 1GiB; 0 for none). They are removed when the build ends; on disk they would be written only to be deleted.", valueName: "size"))
+        var liveInMemory: ByteSize?
+
         @Option(help: ArgumentHelp("A shared HTTP cache (bazel-remote, or WebDAV such as nginx with dav_methods PUT) used as a second tier (default: $CHUNKCACHE_REMOTE). An extra header for it, e.g. for authentication, comes from $CHUNKCACHE_REMOTE_HEADER (\"Name: value\").", valueName: "url"))
         var remote: String?
 
@@ -42,6 +45,7 @@ extension ChunkCacheCommand {
             }
             _ = try budget.resolved()
             _ = try keepBytes()
+            _ = try liveInMemoryBytes()
             if let level {
                 let range: ClosedRange<Int32> = parsed == .zstd ? 1...19 : 1...9
                 guard range.contains(level) else { throw ValidationError("--level for \(codec) must be in \(range.lowerBound)...\(range.upperBound)") }
@@ -85,9 +89,14 @@ extension ChunkCacheCommand {
                 if chunkStore.isReadOnly {
                     logger.warning("chunkcache: the store at \(directory) is read-only: serving hits from it, storing nothing.")
                 }
+                let memoryRoot = LiveFiles.privateMemoryRoot()
                 handler = try ChunkCacheHandler(
-                    store: chunkStore, budget: .init(maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes()),
-                    remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) })
+                    store: chunkStore,
+                    budget: .init(
+                        maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes(),
+                        liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot)),
+                    remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) },
+                    memoryRoot: memoryRoot)
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
                 let passThrough = try PassThroughHandler()
@@ -103,11 +112,11 @@ extension ChunkCacheCommand {
         }
     
         private func keepBytes() throws -> Int64 {
-            if let keepDecompressed { return keepDecompressed.bytes == .max ? Int64.max / 2 : keepDecompressed.bytes }
-            guard let value = getenv("CHUNKCACHE_KEEP_DECOMPRESSED") else { return 0 }
-            let text = String(decoding: UnsafeRawBufferPointer(start: value, count: strlen(value)), as: UTF8.self)
-            guard let parsed = ByteSize(argument: text) else { throw ValidationError("CHUNKCACHE_KEEP_DECOMPRESSED: cannot read \(text.debugDescription) as a size") }
-            return parsed.bytes == .max ? Int64.max / 2 : parsed.bytes
+            try ByteSize.setting(keepDecompressed, variable: "CHUNKCACHE_KEEP_DECOMPRESSED", fallback: 0)
+        }
+
+        private func liveInMemoryBytes() throws -> Int64 {
+            try ByteSize.setting(liveInMemory, variable: "CHUNKCACHE_LIVE_IN_MEMORY", fallback: 1 << 30)
         }
 
         private func serve(_ handler: some CacheHandler, spoolDirectory: String, logger: Logger) async throws -> CacheServer.Ending {

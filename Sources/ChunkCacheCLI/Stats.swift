@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChunkStore
+import FileIO
 import Foundation
 
 extension ChunkCacheCommand {
@@ -14,12 +15,15 @@ extension ChunkCacheCommand {
 
         func run() throws {
             let stats = try ChunkStore(directory: try store.resolvedDirectory).statistics()
+            // Live files in memory belong to this user's runs of every store (one /dev/shm root).
+            let liveInMemory = FileSystem.allocatedSize(of: "/dev/shm/chunkcache-\(getuid())")
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 var object = try JSONSerialization.jsonObject(with: encoder.encode(stats)) as! [String: Any]
                 object["dedupRatio"] = stats.dedupRatio
                 object["compressionRatio"] = stats.compressionRatio
+                object["liveBytesInMemory"] = liveInMemory
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
                 print(String(decoding: data, as: UTF8.self))
                 return
@@ -34,7 +38,7 @@ extension ChunkCacheCommand {
                 chunks           \(stats.uniqueChunks) unique, \(stats.chunkReferences) references
                 packs            \(stats.packFiles), \(size(stats.packBytes))
                 on disk          \(size(stats.diskBytes))  (\(String(format: "%.3f", saved)) of logical)
-                live files       \(size(stats.liveBytes))
+                live files       \(size(stats.liveBytes)) on disk, \(size(liveInMemory)) in memory (all of this user's stores)
                 kept files       \(size(stats.keptBytes))
                 by codec         \(stats.storedBytesByCodec.sorted { $0.key < $1.key }.map { "\($0.key) \(size($0.value))" }.joined(separator: ", "))
                 hits / misses    \(stats.hits) / \(stats.misses)

@@ -31,6 +31,20 @@ struct ByteSize: ExpressibleByArgument {
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
+extension ByteSize {
+    /// The size in effect: `flag` if given, else the environment variable `variable`, else
+    /// `fallback`; `unlimited` is a very large number.
+    static func setting(_ flag: ByteSize?, variable: String, fallback: Int64) throws -> Int64 {
+        var size = flag
+        if size == nil, let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty {
+            guard let parsed = ByteSize(argument: text) else { throw ValidationError("\(variable): cannot read \(text.debugDescription) as a size") }
+            size = parsed
+        }
+        guard let bytes = size?.bytes else { return fallback }
+        return bytes == .max ? Int64.max / 2 : bytes
+    }
+}
+
 /// A duration such as `5d`, `12h`, `30m`, `90s` (nanoseconds inside), or `unlimited`.
 struct Age: ExpressibleByArgument {
     let nanoseconds: Int64

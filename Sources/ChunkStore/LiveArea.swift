@@ -5,19 +5,28 @@ import FileIO
 ///
 /// The go command reads these files by path during its run, and `go list -export` prints paths
 /// that other tools open after it exits. So a process's directory is removed when its go command
-/// sends `close` (a build is over), but kept when input just ends (what `go list` does); kept
-/// directories of processes that are gone are swept once older than the retention time. Each
-/// directory holds a lock file, locked for as long as its process lives, so a sweep never touches
-/// a directory in use. Files are named by output ID and never rewritten in place.
+/// sends `close` (a build is over), but kept when input just ends (what `go list` does), marked
+/// as such; marked directories of processes that are gone are swept once older than the
+/// retention time, unmarked ones (their process was killed, so no one holds valid paths into
+/// them) a minute after their last change. Each directory holds a lock file, locked for as long
+/// as its process lives, so a sweep never touches a directory in use. Files are named by output
+/// ID and never rewritten in place.
 public final class LiveArea: Sendable {
+    /// Where the directories of all processes are.
+    public let root: String
     /// This process's directory.
     public let directory: String
     private let lock: FileDescriptor
     static let lockName = ".lock"
+    static let keptMarker = ".kept"
+    /// How long a killed process's directory stays: long enough that a process still between
+    /// creating its directory and locking it is never mistaken for a dead one.
+    static let killedRetention: Int64 = 60_000_000_000
 
     /// Creates a directory of this process's own under `root`.
     public init(root: String) throws {
         try FileSystem.createDirectories(root)
+        self.root = root
         directory = root + "/" + FileSystem.uniqueSuffix()
         try FileSystem.createDirectory(directory)
         lock = try FileDescriptor.open(directory + "/" + Self.lockName, [.readWrite, .create, .exclusive, .noFollow], permissions: 0o600)
@@ -36,8 +45,15 @@ public final class LiveArea: Sendable {
         try? FileSystem.removeTree(directory)
     }
 
-    /// Removes other processes' directories whose process is gone and which are older than
-    /// `retention` (nanoseconds). Returns the bytes freed.
+    /// Marks this process's directory as kept on purpose (input ended without `close`, so printed
+    /// paths may still be read): sweeps then wait the full retention time.
+    public func markKept() {
+        try? FileSystem.writeFileAtomically(directory + "/" + Self.keptMarker, [], permissions: 0o600)
+    }
+
+    /// Removes other processes' directories whose process is gone: kept ones older than
+    /// `retention` (nanoseconds), those of killed processes older than a minute (or `retention`,
+    /// if shorter). Returns the bytes freed.
     @discardableResult
     public static func sweep(root: String, retention: Int64, except own: String? = nil) -> Int64 {
         guard let names = try? FileSystem.contentsOfDirectory(root) else { return 0 }
@@ -46,7 +62,8 @@ public final class LiveArea: Sendable {
         for name in names {
             let path = root + "/" + name
             guard path != own, let info = try? FileSystem.status(of: path, followLinks: false), info.isDirectory else { continue }
-            guard now - info.modificationTime > retention else { continue }
+            let marked = FileSystem.exists(path + "/" + keptMarker)
+            guard now - info.modificationTime > (marked ? retention : min(retention, Self.killedRetention)) else { continue }
             guard let descriptor = try? FileDescriptor.open(path + "/" + lockName, [.readOnly, .noFollow]) else {
                 // No lock file: a directory whose creation was interrupted.
                 freed += FileSystem.allocatedSize(of: path)

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import CLinuxFS
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
@@ -145,6 +146,26 @@ public enum FileSystem {
         var total = info.allocatedSize
         for name in (try? contentsOfDirectory(path)) ?? [] { total += allocatedSize(of: path + "/" + name) }
         return total
+    }
+
+    /// Space free for an unprivileged user on the filesystem holding `path`, in bytes.
+    public static func availableSpace(at path: String) throws -> Int64 {
+        var info = statvfs()
+        _ = try retrying("statvfs", path: path) { statvfs(path, &info) }
+        return Int64(info.f_bavail) * Int64(info.f_frsize)
+    }
+
+    /// True if `path` is on a filesystem kept in memory (tmpfs or ramfs), where files cost no
+    /// disk writes and creating many is cheap.
+    public static func isInMemory(_ path: String) -> Bool {
+        #if os(Linux)
+        var info = statfs()
+        guard statfs(path, &info) == 0 else { return false }
+        let type = UInt64(truncatingIfNeeded: info.f_type)
+        return type == 0x0102_1994 || type == 0x8584_58f6  // TMPFS_MAGIC, RAMFS_MAGIC
+        #else
+        return false
+        #endif
     }
 
     /// An absolute form of `path`, against the current directory.

@@ -1,0 +1,149 @@
+import ChunkStore
+import Digests
+import FileIO
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Live files: in memory while the budget lasts, then on disk")
+struct LiveFilesTests {
+    /// Two roots standing for the memory filesystem and the store's live directory.
+    struct Roots: ~Copyable {
+        let base = "/tmp/livefiles-test-" + FileSystem.uniqueSuffix()
+        var memory: String { base + "/memory" }
+        var disk: String { base + "/disk" }
+        deinit { try? FileSystem.removeTree(base) }
+    }
+
+    func write(_ live: LiveFiles, _ body: [UInt8]) throws -> String {
+        try live.create(SHA256.hash(body), size: Int64(body.count)) { try FileSystem.writeFileAtomically($0, body, permissions: 0o644) }
+    }
+
+    @Test("files go to memory until the budget (in whole pages) is used, then to disk")
+    func budgetThenDisk() throws {
+        let roots = Roots()
+        let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 3 * 4096)
+        let small = [UInt8](repeating: 1, count: 100)  // one page in memory
+        let large = [UInt8](repeating: 2, count: 5000)  // two pages
+        let third = [UInt8](repeating: 3, count: 10)
+        let first = try write(live, small)
+        let second = try write(live, large)
+        let last = try write(live, third)
+        #expect(first.hasPrefix(roots.memory + "/"))
+        #expect(second.hasPrefix(roots.memory + "/"))
+        #expect(last.hasPrefix(roots.disk + "/"), "the budget of three pages is spent")
+        #expect(try FileSystem.readFile(first) == small)
+        #expect(try FileSystem.readFile(second) == large)
+        #expect(try FileSystem.readFile(last) == third)
+    }
+
+    @Test("a file handed out earlier in the run is found again, wherever it went, if its size matches")
+    func existing() throws {
+        let roots = Roots()
+        let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 4096)
+        let inMemory = [UInt8](repeating: 1, count: 10)
+        let onDisk = [UInt8](repeating: 2, count: 10)
+        let a = try write(live, inMemory)
+        let b = try write(live, onDisk)
+        #expect(live.existing(SHA256.hash(inMemory), size: 10) == a)
+        #expect(live.existing(SHA256.hash(onDisk), size: 10) == b)
+        #expect(live.existing(SHA256.hash(onDisk), size: 11) == nil)
+        #expect(live.existing(SHA256.hash([9]), size: 1) == nil)
+    }
+
+    @Test("a system failure writing in memory (a full tmpfs) falls back to disk; damage does not")
+    func fallback() throws {
+        let roots = Roots()
+        let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 1 << 20)
+        let body = [UInt8](repeating: 7, count: 64)
+        let path = try live.create(SHA256.hash(body), size: 64) { path in
+            if path.hasPrefix(roots.memory) { throw SystemError("write", path: path, code: ENOSPC) }
+            try FileSystem.writeFileAtomically(path, body, permissions: 0o644)
+        }
+        #expect(path.hasPrefix(roots.disk + "/"))
+        #expect(try FileSystem.readFile(path) == body)
+
+        struct Damage: Error {}
+        var attempts = 0
+        #expect(throws: Damage.self) {
+            _ = try live.create(SHA256.hash([1]), size: 1) { _ in
+                attempts += 1
+                throw Damage()
+            }
+        }
+        #expect(attempts == 1, "damage is not retried elsewhere")
+    }
+
+    @Test("without a memory root, or with a zero budget, everything goes to disk")
+    func diskOnly() throws {
+        let roots = Roots()
+        for live in [
+            try LiveFiles(diskRoot: roots.disk, memoryRoot: nil, memoryBudget: 1 << 20),
+            try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 0),
+        ] {
+            #expect(live.memory == nil)
+            #expect(try write(live, [1, 2, 3]).hasPrefix(roots.disk + "/"))
+        }
+    }
+
+    @Test("removeAll clears both of this process's directories")
+    func removeAll() throws {
+        let roots = Roots()
+        let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 4096)
+        let a = try write(live, [1])
+        let b = try write(live, [2])
+        live.removeAll()
+        #expect(!FileSystem.exists(a))
+        #expect(!FileSystem.exists(b))
+    }
+
+    @Test("the private memory root is refused when others could write to it", .enabled(if: FileSystem.isInMemory("/dev/shm")))
+    func privateRoot() throws {
+        let shared = "/dev/shm/livefiles-test-" + FileSystem.uniqueSuffix()
+        try FileSystem.createDirectory(shared, permissions: 0o755)
+        defer { try? FileSystem.removeTree(shared) }
+        let root = try #require(LiveFiles.privateMemoryRoot(in: shared))
+        #expect(root == shared + "/chunkcache-\(getuid())")
+        #expect(try FileSystem.status(of: root).mode & 0o777 == 0o700)
+        try FileSystem.setPermissions(root, 0o777)
+        #expect(LiveFiles.privateMemoryRoot(in: shared) == nil)
+        #expect(LiveFiles.privateMemoryRoot(in: "/tmp/livefiles-no-such-dir") == nil)
+        #expect(LiveFiles.memoryBudget(limit: 1 << 40, root: root) <= (try FileSystem.availableSpace(at: root)) / 4)
+        #expect(LiveFiles.memoryBudget(limit: 1 << 20, root: nil) == 0)
+    }
+
+    /// Sets a directory's modification time `seconds` into the past.
+    func age(_ path: String, seconds: Int) {
+        var times = [timespec(tv_sec: time(nil) - seconds, tv_nsec: 0), timespec(tv_sec: time(nil) - seconds, tv_nsec: 0)]
+        _ = utimensat(AT_FDCWD, path, &times, 0)
+    }
+
+    @Test("sweeping: a killed process's files go after a minute, kept ones after the retention, a live process's never")
+    func sweep() throws {
+        let roots = Roots()
+        let hour: Int64 = 3_600_000_000_000
+        var killed: String, kept: String
+        do {
+            let a = try LiveArea(root: roots.disk)
+            let b = try LiveArea(root: roots.disk)
+            try FileSystem.writeFileAtomically(a.path(for: SHA256.hash([1])), [1])
+            b.markKept()
+            killed = a.directory
+            kept = b.directory
+        }  // both processes are gone: their locks are released
+        let alive = try LiveArea(root: roots.disk)
+
+        LiveArea.sweep(root: roots.disk, retention: hour)
+        #expect(FileSystem.exists(killed), "too fresh: its process may not have locked it yet")
+        for directory in [killed, kept, alive.directory] { age(directory, seconds: 120) }
+        LiveArea.sweep(root: roots.disk, retention: hour)
+        #expect(!FileSystem.exists(killed))
+        #expect(FileSystem.exists(kept), "kept for go list's readers until the retention passes")
+        for directory in [kept, alive.directory] { age(directory, seconds: 7200) }
+        LiveArea.sweep(root: roots.disk, retention: hour)
+        #expect(!FileSystem.exists(kept))
+        #expect(FileSystem.exists(alive.directory))
+    }
+}
