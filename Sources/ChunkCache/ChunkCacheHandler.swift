@@ -141,7 +141,9 @@ public final class ChunkCacheHandler: CacheHandler {
         }
         let path: String
         do {
-            path = try live.create(manifest.outputID, size: manifest.size) { try store.materialize(manifest, at: $0, supplied: supplied) }
+            path = try live.create(manifest.outputID, size: manifest.size) {
+                try store.materialize(manifest, at: $0, supplied: supplied, checkOutputID: true)
+            }
         } catch {
             context.logger.warning("remote entry \(key.hex.prefix(16)) does not check out, ignored: \(error)")
             store.counters.remoteErrors.add()

@@ -1,5 +1,7 @@
 import Digests
+import Dispatch
 import FileIO
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -18,9 +20,11 @@ import Glibc
 ///     STORE/stats                   counters accumulated across runs
 ///     STORE/gc.lock                 keeps gc and puts apart (see StoreLock)
 ///
-/// It knows nothing of the GOCACHEPROG protocol. Writes go chunks first, then the manifest and
-/// the new chunks' locations in one catalog transaction, so a killed process leaves a valid store. Reads verify the whole output against its
-/// SHA-256 (the output ID), so damage anywhere is a miss, never a wrong file.
+/// It knows nothing of the GOCACHEPROG protocol. A put checks the whole output against its
+/// SHA-256 (the output ID), then writes chunks first, then the manifest and the new chunks'
+/// locations in one catalog transaction, so a killed process leaves a valid store. Reads check
+/// every chunk against its SHA-256 (and the manifest its CRC), so damage anywhere is a miss,
+/// never a wrong file.
 public final class ChunkStore: Sendable {
     /// How outputs are chunked and compressed.
     public struct Configuration: Sendable {
@@ -50,6 +54,11 @@ public final class ChunkStore: Sendable {
     /// An entry that cannot be served: a damaged or missing chunk, or a manifest that does not
     /// parse or does not match its output ID.
     public struct DamagedEntry: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// A put whose body is not what its output ID (the SHA-256 of the body) says.
+    public struct MismatchedOutput: Error, CustomStringConvertible {
         public let description: String
     }
 
@@ -147,12 +156,18 @@ public final class ChunkStore: Sendable {
         var newChunks: [SHA256Digest: ChunkLocation] = [:]
         let content: Manifest.Content
         let size: Int64
+        // The whole output is checked against its ID once, here, while its chunks are hashed
+        // anyway; reads then check each chunk against its own hash.
+        var hasher = SHA256()
         switch body {
         case .bytes(let bytes):
             size = Int64(bytes.count)
             content = try bytes.withUnsafeBytes { raw in
-                if raw.count <= configuration.inlineLimit { return inline(raw) }
-                return .chunks(try storeChunks(of: raw, newChunks: &newChunks))
+                if raw.count <= configuration.inlineLimit {
+                    hasher.update(raw)
+                    return inline(raw)
+                }
+                return .chunks(try storeChunks(of: raw, newChunks: &newChunks, hasher: &hasher))
             }
         case .file(let path):
             let descriptor = try FileDescriptor.open(path, [.readOnly])
@@ -161,15 +176,19 @@ public final class ChunkStore: Sendable {
             if size <= Int64(configuration.inlineLimit) {
                 let bytes = try FileSystem.readFile(path)
                 guard bytes.count == size else { throw DamagedEntry(description: "\(path) changed while being stored") }
+                hasher.update(bytes)
                 content = bytes.withUnsafeBytes { inline($0) }
             } else {
                 var offset: Int64 = 0
-                content = .chunks(try storeChunks(size: size, newChunks: &newChunks) { buffer in
+                content = .chunks(try storeChunks(size: size, newChunks: &newChunks, hasher: &hasher) { buffer in
                     let n = try descriptor.read(into: buffer, at: offset)
                     offset += Int64(n)
                     return n
                 })
             }
+        }
+        guard hasher.finalize() == outputID else {
+            throw MismatchedOutput(description: "output of \(key.hex.prefix(16)) does not match its output ID \(outputID.hex.prefix(16))")
         }
         let manifest = Manifest(key: key, outputID: outputID, size: size, time: time, content: content)
         if case .chunks(let chunks) = content {
@@ -189,16 +208,16 @@ public final class ChunkStore: Sendable {
     }
 
     /// Chunks an output held in memory, in place.
-    private func storeChunks(of raw: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation]) throws -> [Manifest.Chunk] {
+    private func storeChunks(of raw: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation], hasher: inout SHA256) throws -> [Manifest.Chunk] {
         var scratch: [UInt8] = []
         return try configuration.chunker.chunks(of: raw).map { range in
-            try storeChunk(UnsafeRawBufferPointer(rebasing: raw[range]), newChunks: &newChunks, scratch: &scratch)
+            try storeChunk(UnsafeRawBufferPointer(rebasing: raw[range]), newChunks: &newChunks, scratch: &scratch, hasher: &hasher)
         }
     }
 
     /// Chunks what `read` supplies (it fills a buffer and returns the count, 0 at the end) through
     /// a window of about 1 MiB, so a large file never sits whole in memory.
-    private func storeChunks(size: Int64, newChunks: inout [SHA256Digest: ChunkLocation], _ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
+    private func storeChunks(size: Int64, newChunks: inout [SHA256Digest: ChunkLocation], hasher: inout SHA256, _ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
         let chunker = configuration.chunker
         let capacity = Int(min(size + 1, Int64(max(1 << 20, chunker.maxSize * 2))))
         var buffer = [UInt8](repeating: 0, count: max(capacity, chunker.maxSize + 1))
@@ -228,7 +247,7 @@ public final class ChunkStore: Sendable {
                 if start == end { break }
                 let window = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
                 let length = chunker.firstChunkLength(window)
-                chunks.append(try storeChunk(UnsafeRawBufferPointer(rebasing: window[..<length]), newChunks: &newChunks, scratch: &scratch))
+                chunks.append(try storeChunk(UnsafeRawBufferPointer(rebasing: window[..<length]), newChunks: &newChunks, scratch: &scratch, hasher: &hasher))
                 start += length
             }
         }
@@ -236,8 +255,9 @@ public final class ChunkStore: Sendable {
     }
 
     /// Hashes one chunk and stores it unless the store (or this put) already has it.
-    private func storeChunk(_ chunk: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation], scratch: inout [UInt8]) throws -> Manifest.Chunk {
+    private func storeChunk(_ chunk: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation], scratch: inout [UInt8], hasher: inout SHA256) throws -> Manifest.Chunk {
         let digest = SHA256.hash(chunk)
+        hasher.update(chunk)
         if try newChunks[digest] == nil && catalog.location(of: digest) == nil {
             scratch.removeAll(keepingCapacity: true)
             let codec = compressor.compress(chunk, into: &scratch)
@@ -261,22 +281,24 @@ public final class ChunkStore: Sendable {
         }
     }
 
-    /// Writes the output `manifest` describes to `path` (atomically: a temporary file, then a
-    /// rename), after checking it against its output ID. Throws `DamagedEntry` if it does not
-    /// check out; damaged chunks are forgotten so the next put stores them again.
     /// Chunks of `manifest` this store does not have (so `materialize` needs them `supplied`).
     public func missingChunks(of manifest: Manifest) throws -> [Manifest.Chunk] {
         guard case .chunks(let chunks) = manifest.content else { return [] }
         return try chunks.filter { try catalog.location(of: $0.digest) == nil }
     }
 
+    /// Writes the output `manifest` describes to `path` (atomically: a temporary file, then a
+    /// rename), checking every chunk against its hash. Throws `DamagedEntry` if anything does not
+    /// check out; damaged chunks are forgotten so the next put stores them again.
     public func materialize(_ manifest: Manifest, at path: String) throws {
         try materialize(manifest, at: path, supplied: [:])
     }
 
     /// Like `materialize(_:at:)`, taking chunks the store lacks from `supplied` (plain bytes by
-    /// hash, fetched from elsewhere). The whole output is still checked against its output ID.
-    public func materialize(_ manifest: Manifest, at path: String, supplied: [SHA256Digest: [UInt8]]) throws {
+    /// hash, fetched from elsewhere). With `checkOutputID`, the whole output is also checked
+    /// against the manifest's output ID: for a manifest from elsewhere, which no put of this
+    /// store has checked.
+    public func materialize(_ manifest: Manifest, at path: String, supplied: [SHA256Digest: [UInt8]], checkOutputID: Bool = false) throws {
         let temporary = FileSystem.temporaryName(beside: path)
         let descriptor = try FileDescriptor.open(temporary, [.writeOnly, .create, .exclusive, .noFollow], permissions: 0o644)
         var renamed = false
@@ -296,57 +318,100 @@ public final class ChunkStore: Sendable {
             } catch let error as CorruptData {
                 throw DamagedEntry(description: "inline output of \(manifest.key.hex.prefix(16)): \(error)")
             }
-            hasher.update(plain)
+            // Inline outputs have no chunk hashes; at most 4 KiB, they are checked whole.
+            guard SHA256.hash(plain) == manifest.outputID else {
+                throw DamagedEntry(description: "inline output of \(manifest.key.hex.prefix(16)) does not match its output ID")
+            }
             try descriptor.writeAll(plain)
             written = Int64(plain.count)
         case .chunks(let chunks):
-            // Decode into a window of about 1 MiB, hashed and written whenever it fills, so a
-            // large output never sits whole in memory.
-            let windowSize = max(1 << 20, configuration.chunker.maxSize)
-            var window = [UInt8](repeating: 0, count: windowSize + configuration.chunker.maxSize)
-            var filled = 0
-            var record: [UInt8] = []
-            for chunk in chunks {
-                let rawSize = Int(chunk.size)
-                if filled + rawSize > window.count {
-                    try window.withUnsafeBytes { raw in
-                        let full = UnsafeRawBufferPointer(rebasing: raw[..<filled])
-                        hasher.update(full)
-                        try descriptor.writeAll(full)
-                    }
-                    written += Int64(filled)
-                    filled = 0
-                    if rawSize > window.count { window = [UInt8](repeating: 0, count: rawSize) }
+            // Chunks are decoded and checked into a window of about 1 MiB (several at once on
+            // several cores), which is written whenever it is full, so a large output never sits
+            // whole in memory.
+            // (No bigger than the output: most are small, and a fresh 1 MiB costs page faults.)
+            var window = [UInt8](repeating: 0, count: Int(min(manifest.size, Int64(max(1 << 20, configuration.chunker.maxSize)))))
+            var first = 0
+            while first < chunks.count {
+                var end = first
+                var filled = 0
+                while end < chunks.count, end == first || filled + Int(chunks[end].size) <= window.count {
+                    filled += Int(chunks[end].size)
+                    end += 1
                 }
+                if filled > window.count { window = [UInt8](repeating: 0, count: filled) }
                 try window.withUnsafeMutableBytes { out in
-                    let target = UnsafeMutableRawBufferPointer(rebasing: out[filled..<filled + rawSize])
-                    if let bytes = supplied[chunk.digest], bytes.count == rawSize, try catalog.location(of: chunk.digest) == nil {
-                        bytes.withUnsafeBytes { target.copyMemory(from: $0) }
-                    } else {
-                        try decode(chunk, of: manifest, into: target, record: &record)
-                    }
+                    let part = UnsafeMutableRawBufferPointer(rebasing: out[..<filled])
+                    try decode(chunks[first..<end], of: manifest, into: part, supplied: supplied)
+                    if checkOutputID { hasher.update(UnsafeRawBufferPointer(part)) }
+                    try descriptor.writeAll(UnsafeRawBufferPointer(part))
                 }
-                filled += rawSize
+                written += Int64(filled)
+                first = end
             }
-            try window.withUnsafeBytes { raw in
-                let rest = UnsafeRawBufferPointer(rebasing: raw[..<filled])
-                hasher.update(rest)
-                try descriptor.writeAll(rest)
+            if checkOutputID, hasher.finalize() != manifest.outputID {
+                throw DamagedEntry(description: "output of \(manifest.key.hex.prefix(16)) does not match its output ID")
             }
-            written += Int64(filled)
         }
-        guard written == manifest.size, hasher.finalize() == manifest.outputID else {
-            findDamagedChunks(manifest)
-            throw DamagedEntry(description: "output of \(manifest.key.hex.prefix(16)) does not match its output ID")
+        guard written == manifest.size else {
+            throw DamagedEntry(description: "output of \(manifest.key.hex.prefix(16)) has \(written) bytes, not \(manifest.size)")
         }
         try FileSystem.rename(temporary, to: path)
         renamed = true
     }
 
-    /// Decodes one chunk into `output` (exactly its size). A chunk the catalog does not know, or
-    /// whose record is damaged or gone, is a `DamagedEntry`; a damaged one is forgotten, so the
-    /// next put of the same content stores it again. A pack that vanished because gc moved the
-    /// chunk meanwhile is looked up again.
+    /// Threads that decode the chunks of one output at once.
+    static let decodingThreads = max(1, min(4, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+
+    /// Decodes consecutive `chunks` into `output` (exactly their total size), each checked
+    /// against its hash; on several threads when there is enough work to share.
+    private func decode(_ chunks: ArraySlice<Manifest.Chunk>, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, supplied: [SHA256Digest: [UInt8]]) throws {
+        var starts: [Int] = []
+        starts.reserveCapacity(chunks.count)
+        var total = 0
+        for chunk in chunks {
+            starts.append(total)
+            total += Int(chunk.size)
+        }
+        let offsets = starts
+        let list = Array(chunks)
+        let shared = DisjointWrites(buffer: output)
+        @Sendable func decodeOne(_ index: Int, record: inout [UInt8]) throws {
+            let chunk = list[index]
+            let target = UnsafeMutableRawBufferPointer(rebasing: shared.buffer[offsets[index]..<offsets[index] + Int(chunk.size)])
+            if let bytes = supplied[chunk.digest], bytes.count == target.count {
+                bytes.withUnsafeBytes { target.copyMemory(from: $0) }
+                guard SHA256.hash(UnsafeRawBufferPointer(target)) == chunk.digest else {
+                    throw DamagedEntry(description: "supplied chunk \(chunk.digest.hex.prefix(16)) does not match its hash")
+                }
+            } else {
+                try decode(chunk, of: manifest, into: target, record: &record)
+            }
+        }
+        let threads = min(Self.decodingThreads, list.count)
+        guard threads > 1, total >= 256 << 10 else {
+            var record: [UInt8] = []
+            for index in list.indices { try decodeOne(index, record: &record) }
+            return
+        }
+        let failure = Mutex<(any Error)?>(nil)
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            var record: [UInt8] = []
+            for index in stride(from: thread, to: list.count, by: threads) {
+                do {
+                    try decodeOne(index, record: &record)
+                } catch {
+                    failure.withLock { if $0 == nil { $0 = error } }
+                    return
+                }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+
+    /// Decodes one chunk into `output` (exactly its size) and checks it against its hash. A chunk
+    /// the catalog does not know, or whose record is damaged or gone, is a `DamagedEntry`; a
+    /// damaged one is forgotten, so the next put of the same content stores it again. A pack that
+    /// vanished because gc moved the chunk meanwhile is looked up again.
     func decode(_ chunk: Manifest.Chunk, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, record: inout [UInt8]) throws {
         func damaged(_ reason: String) -> DamagedEntry {
             DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): \(reason)")
@@ -361,6 +426,9 @@ public final class ChunkStore: Sendable {
                 try packs.withPayload(chunk.digest, at: location, buffer: &record) { payload in
                     try compressor.decompress(payload, codec: location.codec, into: output)
                 }
+                guard SHA256.hash(UnsafeRawBufferPointer(output)) == chunk.digest else {
+                    throw CorruptData(description: "does not match its hash")
+                }
                 return
             } catch let error as CorruptData {
                 try? catalog.forget(chunk.digest, at: location)
@@ -371,22 +439,16 @@ public final class ChunkStore: Sendable {
         }
     }
 
-    /// After an output failed its check, finds which chunks are bad and forgets them.
-    private func findDamagedChunks(_ manifest: Manifest) {
-        guard case .chunks(let chunks) = manifest.content else { return }
-        var record: [UInt8] = []
-        for chunk in chunks {
-            var plain = [UInt8](repeating: 0, count: Int(chunk.size))
-            let ok = (try? plain.withUnsafeMutableBytes { try decode(chunk, of: manifest, into: $0, record: &record) }) != nil
-            if ok, SHA256.hash(plain) != chunk.digest, let location = try? catalog.location(of: chunk.digest) {
-                try? catalog.forget(chunk.digest, at: location)
-            }
-        }
-    }
-
     /// Moves a damaged manifest out of the way, so its action is a miss and can be stored anew.
     public func quarantine(key: SHA256Digest, reason: String) {
         try? catalog.quarantine(key: key, reason: reason, time: WallClock.nanoseconds())
         counters.damaged.add()
     }
+}
+
+/// A buffer that several threads write at once, each into ranges no other thread touches (one
+/// chunk each), and that no one reads until all are done (`concurrentPerform` returns only then):
+/// so sharing the pointer is safe, though the compiler cannot see it.
+private struct DisjointWrites: @unchecked Sendable {
+    let buffer: UnsafeMutableRawBufferPointer
 }

@@ -126,14 +126,30 @@ struct ChunkStoreTests {
         #expect(store.statistics().damaged == 1)
     }
 
-    @Test("an output that does not match its output ID is never materialized")
-    func wrongOutputID() throws {
+    @Test("a put whose body does not match its output ID is refused and stores nothing", arguments: [100, 50_000])
+    func wrongOutputID(size: Int) throws {
         let temp = try TemporaryStore()
         let store = try temp.open()
-        let body = compressibleBytes(50_000, seed: 14)
-        try store.store(key: key(1), outputID: SHA256.hash(Array("something else".utf8)), time: 1, body: .bytes(body))
-        #expect(throws: ChunkStore.DamagedEntry.self) { try temp.read(store, 1) }
-        #expect(try temp.files(in: "..").allSatisfy { !$0.contains("out-") })
+        let body = compressibleBytes(size, seed: 14)
+        #expect(throws: ChunkStore.MismatchedOutput.self) {
+            try store.store(key: key(1), outputID: SHA256.hash(Array("something else".utf8)), time: 1, body: .bytes(body))
+        }
+        #expect(try store.manifest(for: key(1)) == nil)
+    }
+
+    @Test("a manifest from elsewhere that does not match its output ID is never materialized")
+    func foreignManifest() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let body = compressibleBytes(600_000, seed: 15)
+        let stored = try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        // Same chunks, another output ID: what a bad remote manifest would look like.
+        let foreign = Manifest(key: key(1), outputID: SHA256.hash([1]), size: stored.size, time: 1, content: stored.content)
+        let out = temp.path + "/foreign"
+        #expect(throws: ChunkStore.DamagedEntry.self) { try store.materialize(foreign, at: out, supplied: [:], checkOutputID: true) }
+        #expect(!FileSystem.exists(out))
+        try store.materialize(stored, at: out, supplied: [:], checkOutputID: true)
+        #expect(try FileSystem.readFile(out) == body)
     }
 
     @Test("manifests survive any truncation as an error, never a trap")
