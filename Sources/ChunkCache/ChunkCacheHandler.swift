@@ -5,6 +5,10 @@ import FileIO
 import Logging
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The GOCACHEPROG backend over a `ChunkStore`: puts are chunked, compressed and deduplicated;
 /// gets reassemble the output into a plain file in this process's live directory.
 ///
@@ -25,12 +29,19 @@ public final class ChunkCacheHandler: CacheHandler {
         /// a run; 0 for none. Ignored when outputs are kept decompressed (kept files are hard
         /// links, which must be on the store's filesystem).
         public var liveInMemory: Int64
+        /// zstd level at which the chunks a run stored are recompressed once the go command has
+        /// moved on; nil for none (see `ChunkStore.recompressNewChunks`).
+        public var recompressLevel: Int32?
 
-        public init(maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0, liveInMemory: Int64 = 0) {
+        public init(
+            maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0, liveInMemory: Int64 = 0,
+            recompressLevel: Int32? = nil
+        ) {
             self.maxSize = maxSize
             self.maxAge = maxAge
             self.keepDecompressed = keepDecompressed
             self.liveInMemory = liveInMemory
+            self.recompressLevel = recompressLevel
         }
     }
 
@@ -170,11 +181,23 @@ public final class ChunkCacheHandler: CacheHandler {
     /// Ends a run, after the protocol stream is closed (the go command is not waiting any more):
     /// drains uploads to the remote tier, removes the live files if the go command sent `close`
     /// (a build is over; after a bare end of input, as `go list` does, printed paths may still be
-    /// read, so they stay until swept), saves statistics and applies the budget.
+    /// read, so they stay until swept), saves statistics, recompresses what the run stored (at a
+    /// low CPU priority: the next build comes first) and applies the budget.
     public func endRun(closed: Bool, logger: Logger) async {
         await drainUploads()
         if closed { live.removeAll() } else { live.markKept() }
         finish(logger: logger)
+        if let level = budget.recompressLevel, !store.isReadOnly {
+            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)  // on Linux: this thread, which does the work
+            do {
+                let report = try store.recompressNewChunks(level: level)
+                if report.chunks > 0 {
+                    logger.debug("recompressed \(report.chunks) chunks at zstd-\(level): \(report.bytesBefore) → \(report.bytesAfter) bytes")
+                }
+            } catch {
+                logger.warning("could not recompress this run's chunks: \(error)")
+            }
+        }
         maintain(logger: logger)
     }
 

@@ -24,6 +24,9 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Compression level (zstd 1-19, default 3; zlib 1-9, default 6).", valueName: "n"))
         var level: Int32?
 
+        @Option(help: ArgumentHelp("Once the go command has moved on, recompress the chunks this run stored at this zstd level (default: $CHUNKCACHE_RECOMPRESS_LEVEL, else 9; 0 for none). Puts stay at the fast --level; the store ends up smaller, at some CPU after the build, at low priority.", valueName: "n"))
+        var recompressLevel: Int32?
+
         @Option(help: ArgumentHelp("Keep up to this much of decompressed outputs between runs, e.g. 2GiB (default: $CHUNKCACHE_KEEP_DECOMPRESSED, else 0: none). Warm builds then link files instead of writing them: faster, at this much more disk.", valueName: "size"))
         var keepDecompressed: ByteSize?
 
@@ -50,6 +53,7 @@ extension ChunkCacheCommand {
                 let range: ClosedRange<Int32> = parsed == .zstd ? 1...19 : 1...9
                 guard range.contains(level) else { throw ValidationError("--level for \(codec) must be in \(range.lowerBound)...\(range.upperBound)") }
             }
+            _ = try recompressionLevel()
         }
 
         func run() async throws {
@@ -94,7 +98,8 @@ extension ChunkCacheCommand {
                     store: chunkStore,
                     budget: .init(
                         maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes(),
-                        liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot)),
+                        liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot),
+                        recompressLevel: try recompressionLevel()),
                     remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) },
                     memoryRoot: memoryRoot)
             } catch {
@@ -113,6 +118,18 @@ extension ChunkCacheCommand {
     
         private func keepBytes() throws -> Int64 {
             try ByteSize.setting(keepDecompressed, variable: "CHUNKCACHE_KEEP_DECOMPRESSED", fallback: 0)
+        }
+
+        /// The recompression level in effect, nil for none.
+        private func recompressionLevel() throws -> Int32? {
+            var level = recompressLevel
+            if level == nil, let text = ProcessInfo.processInfo.environment["CHUNKCACHE_RECOMPRESS_LEVEL"], !text.isEmpty {
+                guard let parsed = Int32(text) else { throw ValidationError("CHUNKCACHE_RECOMPRESS_LEVEL: \(text.debugDescription) is not a number") }
+                level = parsed
+            }
+            let chosen = level ?? 9
+            guard (0...19).contains(chosen) else { throw ValidationError("--recompress-level must be in 0...19 (0 for none), not \(chosen)") }
+            return chosen == 0 ? nil : chosen
         }
 
         private func liveInMemoryBytes() throws -> Int64 {

@@ -104,6 +104,18 @@ final class Catalog: Sendable {
         }
     }
 
+    /// The chunks whose records are in `pack`.
+    func chunks(in pack: UInt64) throws -> [(SHA256Digest, ChunkLocation)] {
+        try database.withLock { database in
+            var found: [(SHA256Digest, ChunkLocation)] = []
+            try database.query("SELECT digest, pack, offset, stored, raw, codec FROM chunks WHERE pack = ?", [.integer(Int64(bitPattern: pack))]) { row in
+                guard let digest = SHA256Digest(bytes: row.blob(0)), let location = Self.location(row, from: 1) else { return }
+                found.append((digest, location))
+            }
+            return found
+        }
+    }
+
     /// Records a put: its new chunks (already written to packs) and its manifest, atomically.
     func commit(key: SHA256Digest, manifest: [UInt8], time: Int64, newChunks: [(SHA256Digest, ChunkLocation)]) throws {
         try database.withLock { database in
@@ -201,6 +213,13 @@ final class Catalog: Sendable {
             try database.transaction {
                 for digest in digests { try database.query("DELETE FROM chunks WHERE digest = ?", [.blob(digest.bytes)]) }
             }
+        }
+    }
+
+    /// Forgets every chunk whose record is in `pack` (about to be deleted).
+    func deleteChunks(in pack: UInt64) throws {
+        try database.withLock { database in
+            try database.query("DELETE FROM chunks WHERE pack = ?", [.integer(Int64(bitPattern: pack))])
         }
     }
 

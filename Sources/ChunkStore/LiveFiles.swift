@@ -81,11 +81,15 @@ public final class LiveFiles: Sendable {
         disk.markKept()
     }
 
+    /// How long files kept after a bare end of input (`go list -export`) stay in memory at most:
+    /// the tools that read printed paths do so right away, and memory is dearer than disk.
+    public static let memoryRetention: Int64 = 600_000_000_000
+
     /// Sweeps both roots of directories left by processes gone for longer than `retention`
-    /// (nanoseconds), sparing this process's own.
+    /// (nanoseconds; in memory, at most `memoryRetention`), sparing this process's own.
     public func sweep(retention: Int64) {
         LiveArea.sweep(root: disk.root, retention: retention, except: disk.directory)
-        if let memory { LiveArea.sweep(root: memory.root, retention: retention, except: memory.directory) }
+        if let memory { LiveArea.sweep(root: memory.root, retention: min(retention, Self.memoryRetention), except: memory.directory) }
     }
 
     /// This user's private directory for live files on the memory filesystem at `shared`

@@ -41,6 +41,8 @@ final class PackStore: Sendable {
     }
 
     private let writer = Mutex(Writer())
+    /// Packs this process created (and so wrote alone), oldest first.
+    private let created = Mutex<[UInt64]>([])
     private let readers = Mutex<[UInt64: FileDescriptor]>([:])
 
     init(directory: String, packLimit: Int64 = 256 << 20, readOnly: Bool = false) throws {
@@ -97,6 +99,7 @@ final class PackStore: Sendable {
                 // Held while this process may append: gc leaves a locked pack alone.
                 _ = try data.lock(exclusive: false, wait: false)
                 state = Writer(pack: pack, data: data, size: 0)
+                created.withLock { $0.append(pack) }
                 return
             } catch let error as SystemError where error.isExists {
                 continue  // a 1-in-2^64 clash: pick another
@@ -163,6 +166,14 @@ final class PackStore: Sendable {
     func remove(_ pack: UInt64) throws {
         if let open = readers.withLock({ $0.removeValue(forKey: pack) }) { open.close() }
         try FileSystem.remove(path(of: pack))
+    }
+
+    /// The packs this process created so far and has not handed over yet; forgets them.
+    func takeCreatedPacks() -> [UInt64] {
+        created.withLock { packs in
+            defer { packs.removeAll() }
+            return packs
+        }
     }
 
     /// Closes the pack being appended to, so gc may compact it.

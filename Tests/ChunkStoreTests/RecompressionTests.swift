@@ -1,0 +1,67 @@
+@testable import ChunkStore
+import Digests
+import FileIO
+import Testing
+
+@Suite("Recompression of a run's chunks after the build")
+struct RecompressionTests {
+    @Test("chunks stored at a fast level shrink at a stronger one; every output reads back the same")
+    func shrinks() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open(.init(level: 1))
+        var bodies: [[UInt8]] = []
+        for n in 0..<6 {
+            let body = compressibleBytes(400_000, seed: UInt64(40 + n))
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            bodies.append(body)
+        }
+        let packsBefore = try temp.files(in: "packs", suffix: ".pack")
+        let storedBefore = store.statistics().storedBytes
+        let report = try store.recompressNewChunks(level: 9)
+        #expect(report.chunks == store.statistics().uniqueChunks)
+        #expect(report.packs == 1)
+        #expect(report.bytesAfter < report.bytesBefore)
+        #expect(store.statistics().storedBytes == storedBefore - (report.bytesBefore - report.bytesAfter))
+        let packsAfter = try temp.files(in: "packs", suffix: ".pack")
+        #expect(packsAfter.count == 1 && packsAfter != packsBefore, "the old pack is replaced")
+        for n in bodies.indices { #expect(try temp.read(store, n) == bodies[n]) }
+        #expect(try store.verify(repair: false).isHealthy)
+        #expect(try temp.read(try temp.open(), 0) == bodies[0], "a reopened store reads the new pack")
+        #expect(try store.recompressNewChunks(level: 9) == ChunkStore.RecompressionReport(), "nothing new to recompress")
+    }
+
+    @Test("only this process's packs are touched; another process's stay as they are")
+    func ownPacksOnly() throws {
+        let temp = try TemporaryStore()
+        let mine = try temp.open(.init(level: 1))
+        let other = try temp.open(.init(level: 1))
+        let a = compressibleBytes(300_000, seed: 50)
+        let b = compressibleBytes(300_000, seed: 51)
+        try mine.store(key: key(1), outputID: SHA256.hash(a), time: 1, body: .bytes(a))
+        try other.store(key: key(2), outputID: SHA256.hash(b), time: 1, body: .bytes(b))
+        let otherPack = try #require(try temp.files(in: "packs", suffix: ".pack").first { path in
+            // The other store's pack: the one holding b's chunks.
+            guard case .chunks(let chunks) = try other.manifest(for: key(2))?.content, let first = chunks.first,
+                let location = try other.catalog.location(of: first.digest)
+            else { return false }
+            return path.hasSuffix(PackStore.name(of: location.pack) + ".pack")
+        })
+        try mine.recompressNewChunks(level: 9)
+        #expect(FileSystem.exists(otherPack))
+        #expect(try temp.read(other, 2) == b)
+        #expect(try temp.read(mine, 1) == a)
+        #expect(try temp.read(other, 1) == a, "other processes find moved chunks too")
+    }
+
+    @Test("a store at the stronger level already, or with zlib, is left alone")
+    func nothingToGain() throws {
+        for configuration in [ChunkStore.Configuration(level: 9), ChunkStore.Configuration(codec: .zlib)] {
+            let temp = try TemporaryStore()
+            let store = try temp.open(configuration)
+            let body = compressibleBytes(100_000, seed: 52)
+            try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            #expect(try store.recompressNewChunks(level: 9).chunks == 0)
+            #expect(try temp.read(store, 1) == body)
+        }
+    }
+}
