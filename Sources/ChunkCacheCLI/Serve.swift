@@ -21,7 +21,7 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Codec for new chunks: zstd or zlib. Stores read with either.", valueName: "codec"))
         var codec: String = "zstd"
 
-        @Option(help: ArgumentHelp("Compression level (zstd 1-19, default 3; zlib 1-9, default 6).", valueName: "n"))
+        @Option(help: ArgumentHelp("Compression level of puts (zstd 1-19, default 1, fast: the go command waits for puts, and --recompress-level shrinks the chunks later; zlib 1-9, default 6).", valueName: "n"))
         var level: Int32?
 
         @Option(help: ArgumentHelp("Once the go command has moved on, recompress the chunks this run stored at this zstd level (default: $CHUNKCACHE_RECOMPRESS_LEVEL, else 9; 0 for none). Puts stay at the fast --level; the store ends up smaller, at some CPU after the build, at low priority.", valueName: "n"))

@@ -85,6 +85,25 @@ final class Catalog: Sendable {
         }
     }
 
+    /// Where those of `digests` that the catalog has are, asked in few queries (one per 256).
+    func locations(of digests: some Collection<SHA256Digest>) throws -> [SHA256Digest: ChunkLocation] {
+        guard !digests.isEmpty else { return [:] }
+        let all = Array(digests)
+        return try database.withLock { database in
+            var found: [SHA256Digest: ChunkLocation] = [:]
+            var start = 0
+            while start < all.count {
+                let group = all[start..<min(start + 256, all.count)]
+                let marks = Array(repeating: "?", count: group.count).joined(separator: ",")
+                try database.query("SELECT digest, pack, offset, stored, raw, codec FROM chunks WHERE digest IN (\(marks))", group.map { .blob($0.bytes) }) { row in
+                    if let digest = SHA256Digest(bytes: row.blob(0)), let location = Self.location(row, from: 1) { found[digest] = location }
+                }
+                start += group.count
+            }
+            return found
+        }
+    }
+
     private static func location(_ row: SQLiteDatabase.Row, from column: Int32) -> ChunkLocation? {
         guard let codec = Codec(rawValue: UInt8(truncatingIfNeeded: row.integer(column + 4))) else { return nil }
         return ChunkLocation(

@@ -20,11 +20,12 @@ import Glibc
 ///     STORE/stats                   counters accumulated across runs
 ///     STORE/gc.lock                 keeps gc and puts apart (see StoreLock)
 ///
-/// It knows nothing of the GOCACHEPROG protocol. A put checks the whole output against its
-/// SHA-256 (the output ID), then writes chunks first, then the manifest and the new chunks'
-/// locations in one catalog transaction, so a killed process leaves a valid store. Reads check
-/// every chunk against its SHA-256 (and the manifest its CRC), so damage anywhere is a miss,
-/// never a wrong file.
+/// It knows nothing of the GOCACHEPROG protocol. Writes go chunks first, then the manifest and
+/// the new chunks' locations in one catalog transaction, so a killed process leaves a valid
+/// store. Reads check every chunk against its SHA-256 (and the manifest its CRC), so damage
+/// anywhere is a miss, never a wrong file. The output ID is the client's (the go command
+/// computes it from the body, as Go's own cache does); it is checked whole only for manifests
+/// from elsewhere (`materialize(_:at:supplied:checkOutputID:)`).
 public final class ChunkStore: Sendable {
     /// How outputs are chunked and compressed.
     public struct Configuration: Sendable {
@@ -54,11 +55,6 @@ public final class ChunkStore: Sendable {
     /// An entry that cannot be served: a damaged or missing chunk, or a manifest that does not
     /// parse or does not match its output ID.
     public struct DamagedEntry: Error, CustomStringConvertible {
-        public let description: String
-    }
-
-    /// A put whose body is not what its output ID (the SHA-256 of the body) says.
-    public struct MismatchedOutput: Error, CustomStringConvertible {
         public let description: String
     }
 
@@ -153,21 +149,15 @@ public final class ChunkStore: Sendable {
     }
 
     private func storeLocked(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
-        var newChunks: [SHA256Digest: ChunkLocation] = [:]
+        var newChunks = NewChunks()
         let content: Manifest.Content
         let size: Int64
-        // The whole output is checked against its ID once, here, while its chunks are hashed
-        // anyway; reads then check each chunk against its own hash.
-        var hasher = SHA256()
         switch body {
         case .bytes(let bytes):
             size = Int64(bytes.count)
             content = try bytes.withUnsafeBytes { raw in
-                if raw.count <= configuration.inlineLimit {
-                    hasher.update(raw)
-                    return inline(raw)
-                }
-                return .chunks(try storeChunks(of: raw, newChunks: &newChunks, hasher: &hasher))
+                if raw.count <= configuration.inlineLimit { return inline(raw) }
+                return .chunks(try storeChunks(of: raw, newChunks: &newChunks))
             }
         case .file(let path):
             let descriptor = try FileDescriptor.open(path, [.readOnly])
@@ -176,26 +166,23 @@ public final class ChunkStore: Sendable {
             if size <= Int64(configuration.inlineLimit) {
                 let bytes = try FileSystem.readFile(path)
                 guard bytes.count == size else { throw DamagedEntry(description: "\(path) changed while being stored") }
-                hasher.update(bytes)
                 content = bytes.withUnsafeBytes { inline($0) }
             } else {
                 var offset: Int64 = 0
-                content = .chunks(try storeChunks(size: size, newChunks: &newChunks, hasher: &hasher) { buffer in
+                content = .chunks(try storeChunks(size: size, newChunks: &newChunks) { buffer in
                     let n = try descriptor.read(into: buffer, at: offset)
                     offset += Int64(n)
                     return n
                 })
             }
         }
-        guard hasher.finalize() == outputID else {
-            throw MismatchedOutput(description: "output of \(key.hex.prefix(16)) does not match its output ID \(outputID.hex.prefix(16))")
-        }
         let manifest = Manifest(key: key, outputID: outputID, size: size, time: time, content: content)
         if case .chunks(let chunks) = content {
             let total = chunks.reduce(Int64(0)) { $0 + Int64($1.size) }
             guard total == size else { throw DamagedEntry(description: "output changed while being stored") }
         }
-        try catalog.commit(key: key, manifest: manifest.encoded(), time: time, newChunks: newChunks.map { ($0.key, $0.value) })
+        try newChunks.flush(to: packs)
+        try catalog.commit(key: key, manifest: manifest.encoded(), time: time, newChunks: newChunks.written)
         counters.puts.add()
         counters.bytesPut.add(size)
         return manifest
@@ -208,20 +195,16 @@ public final class ChunkStore: Sendable {
     }
 
     /// Chunks an output held in memory, in place.
-    private func storeChunks(of raw: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation], hasher: inout SHA256) throws -> [Manifest.Chunk] {
-        var scratch: [UInt8] = []
-        return try configuration.chunker.chunks(of: raw).map { range in
-            try storeChunk(UnsafeRawBufferPointer(rebasing: raw[range]), newChunks: &newChunks, scratch: &scratch, hasher: &hasher)
-        }
+    private func storeChunks(of raw: UnsafeRawBufferPointer, newChunks: inout NewChunks) throws -> [Manifest.Chunk] {
+        try storeChunks(configuration.chunker.chunks(of: raw).map { UnsafeRawBufferPointer(rebasing: raw[$0]) }, newChunks: &newChunks)
     }
 
     /// Chunks what `read` supplies (it fills a buffer and returns the count, 0 at the end) through
     /// a window of about 1 MiB, so a large file never sits whole in memory.
-    private func storeChunks(size: Int64, newChunks: inout [SHA256Digest: ChunkLocation], hasher: inout SHA256, _ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
+    private func storeChunks(size: Int64, newChunks: inout NewChunks, _ read: (UnsafeMutableRawBufferPointer) throws -> Int) throws -> [Manifest.Chunk] {
         let chunker = configuration.chunker
         let capacity = Int(min(size + 1, Int64(max(1 << 20, chunker.maxSize * 2))))
         var buffer = [UInt8](repeating: 0, count: max(capacity, chunker.maxSize + 1))
-        var scratch: [UInt8] = []
         var chunks: [Manifest.Chunk] = []
         var start = 0
         var end = 0
@@ -245,25 +228,31 @@ public final class ChunkStore: Sendable {
                     }
                 }
                 if start == end { break }
-                let window = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
-                let length = chunker.firstChunkLength(window)
-                chunks.append(try storeChunk(UnsafeRawBufferPointer(rebasing: window[..<length]), newChunks: &newChunks, scratch: &scratch, hasher: &hasher))
-                start += length
+                // Every chunk that can be cut now (a maximum chunk ahead, or the end), stored
+                // together before the window moves.
+                var pieces: [UnsafeRawBufferPointer] = []
+                repeat {
+                    let window = UnsafeRawBufferPointer(rebasing: buffer[start..<end])
+                    let length = chunker.firstChunkLength(window)
+                    pieces.append(UnsafeRawBufferPointer(rebasing: window[..<length]))
+                    start += length
+                } while start < end && (atEnd || end - start >= chunker.maxSize)
+                chunks += try storeChunks(pieces, newChunks: &newChunks)
             }
         }
         return chunks
     }
 
-    /// Hashes one chunk and stores it unless the store (or this put) already has it.
-    private func storeChunk(_ chunk: UnsafeRawBufferPointer, newChunks: inout [SHA256Digest: ChunkLocation], scratch: inout [UInt8], hasher: inout SHA256) throws -> Manifest.Chunk {
-        let digest = SHA256.hash(chunk)
-        hasher.update(chunk)
-        if try newChunks[digest] == nil && catalog.location(of: digest) == nil {
-            scratch.removeAll(keepingCapacity: true)
-            let codec = compressor.compress(chunk, into: &scratch)
-            newChunks[digest] = try scratch.withUnsafeBytes { try packs.append(digest, codec: codec, rawSize: chunk.count, payload: $0) }
+    /// Hashes `chunks`, asks the catalog once which it has, and stores those that neither it
+    /// nor this put has yet.
+    private func storeChunks(_ chunks: [UnsafeRawBufferPointer], newChunks: inout NewChunks) throws -> [Manifest.Chunk] {
+        let digests = chunks.map { SHA256.hash($0) }
+        let known = try catalog.locations(of: digests)
+        for (chunk, digest) in zip(chunks, digests) where known[digest] == nil && !newChunks.contains(digest) {
+            newChunks.batch.add(digest, rawSize: chunk.count, maxPayload: compressor.bound(chunk.count)) { compressor.compress(chunk, into: $0) }
+            if newChunks.batch.count >= NewChunks.flushSize { try newChunks.flush(to: packs) }
         }
-        return Manifest.Chunk(digest: digest, size: UInt32(chunk.count))
+        return zip(chunks, digests).map { Manifest.Chunk(digest: $1, size: UInt32($0.count)) }
     }
 
     // MARK: Reading
@@ -375,6 +364,9 @@ public final class ChunkStore: Sendable {
         let offsets = starts
         let list = Array(chunks)
         let shared = DisjointWrites(buffer: output)
+        // Looked up together (one query, not one per chunk); a chunk moved meanwhile is looked
+        // up again by `decode`.
+        let locations = try catalog.locations(of: list.lazy.filter { supplied[$0.digest] == nil }.map(\.digest))
         @Sendable func decodeOne(_ index: Int, record: inout [UInt8]) throws {
             let chunk = list[index]
             let target = UnsafeMutableRawBufferPointer(rebasing: shared.buffer[offsets[index]..<offsets[index] + Int(chunk.size)])
@@ -384,7 +376,7 @@ public final class ChunkStore: Sendable {
                     throw DamagedEntry(description: "supplied chunk \(chunk.digest.hex.prefix(16)) does not match its hash")
                 }
             } else {
-                try decode(chunk, of: manifest, into: target, record: &record)
+                try decode(chunk, of: manifest, into: target, record: &record, at: locations[chunk.digest])
             }
         }
         let threads = min(Self.decodingThreads, list.count)
@@ -412,13 +404,16 @@ public final class ChunkStore: Sendable {
     /// the catalog does not know, or whose record is damaged or gone, is a `DamagedEntry`; a
     /// damaged one is forgotten, so the next put of the same content stores it again. A pack that
     /// vanished because gc moved the chunk meanwhile is looked up again.
-    func decode(_ chunk: Manifest.Chunk, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, record: inout [UInt8]) throws {
+    func decode(_ chunk: Manifest.Chunk, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, record: inout [UInt8], at known: ChunkLocation? = nil) throws {
         func damaged(_ reason: String) -> DamagedEntry {
             DamagedEntry(description: "chunk \(chunk.digest.hex.prefix(16)) of \(manifest.key.hex.prefix(16)): \(reason)")
         }
         var previous: ChunkLocation?
+        var next = known
         while true {
-            guard let location = try catalog.location(of: chunk.digest), location != previous else {
+            let found = try next ?? catalog.location(of: chunk.digest)
+            next = nil
+            guard let location = found, location != previous else {
                 throw damaged(previous == nil ? "not in the catalog" : "pack missing")
             }
             guard location.rawSize == chunk.size else { throw damaged("catalog size differs from manifest") }
@@ -451,4 +446,25 @@ public final class ChunkStore: Sendable {
 /// so sharing the pointer is safe, though the compiler cannot see it.
 private struct DisjointWrites: @unchecked Sendable {
     let buffer: UnsafeMutableRawBufferPointer
+}
+
+/// The chunks one put adds: records gathered into a batch, written to the pack about every
+/// MiB (so a put makes few writes), and where the written ones went.
+private struct NewChunks {
+    static let flushSize = 1 << 20
+    let batch = PackStore.RecordBatch()
+    private(set) var written: [(SHA256Digest, ChunkLocation)] = []
+    private var writtenDigests = Set<SHA256Digest>()
+
+    func contains(_ digest: SHA256Digest) -> Bool {
+        batch.contains(digest) || writtenDigests.contains(digest)
+    }
+
+    mutating func flush(to packs: PackStore) throws {
+        for (digest, location) in try packs.write(batch) {
+            written.append((digest, location))
+            writtenDigests.insert(digest)
+        }
+        batch.removeAll()
+    }
 }

@@ -45,7 +45,7 @@ public final class Compressor: Sendable {
 
     public init(codec: Codec = .zstd, level: Int32? = nil) {
         self.codec = codec
-        self.level = level ?? (codec == .zlib ? 6 : 3)
+        self.level = level ?? (codec == .zlib ? 6 : 1)
     }
 
     deinit {
@@ -53,41 +53,46 @@ public final class Compressor: Sendable {
         decompressionContexts.withLock { $0.forEach { ZSTD_freeDCtx($0.pointer) } }
     }
 
-    /// Compresses `input`, appending to `output`. Returns the codec used: `.raw` (with `input`
-    /// copied) when compression would not save at least 1/32 of it.
-    public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) -> Codec {
-        let start = output.count
+    /// The most bytes `compress(_:into:)` may write for `count` bytes of input.
+    public func bound(_ count: Int) -> Int {
+        switch codec {
+        case .zstd: max(count, ZSTD_compressBound(count))
+        case .zlib: max(count, Int(compressBound(uLong(count))))
+        case .raw: count
+        }
+    }
+
+    /// Compresses `input` into `output` (at least `bound(input.count)` bytes, need not be
+    /// initialized). Returns the codec used, `.raw` (with `input` copied) when compression would
+    /// not save at least 1/32 of it, and the bytes written.
+    public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> (codec: Codec, count: Int) {
+        precondition(output.count >= bound(input.count))
         let worthIt = input.count - input.count / 32
         switch codec {
         case .zstd:
-            let bound = ZSTD_compressBound(input.count)
-            output.append(contentsOf: repeatElement(0, count: bound))
             let context = compressionContexts.withLock { $0.popLast() } ?? ZstdContext(pointer: ZSTD_createCCtx()!)
-            let written = output.withUnsafeMutableBytes { out in
-                ZSTD_compressCCtx(context.pointer, out.baseAddress! + start, bound, input.baseAddress, input.count, level)
-            }
+            let written = ZSTD_compressCCtx(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, level)
             compressionContexts.withLock { $0.append(context) }
-            if ZSTD_isError(written) == 0, written < worthIt {
-                output.removeLast(bound - written)
-                return .zstd
-            }
+            if ZSTD_isError(written) == 0, written < worthIt { return (.zstd, written) }
         case .zlib:
-            var bound = compressBound(uLong(input.count))
-            output.append(contentsOf: repeatElement(0, count: Int(bound)))
-            let status = output.withUnsafeMutableBytes { out in
-                compress2(out.baseAddress!.assumingMemoryBound(to: Bytef.self) + start, &bound,
-                          input.baseAddress?.assumingMemoryBound(to: Bytef.self), uLong(input.count), level)
-            }
-            if status == Z_OK, Int(bound) < worthIt {
-                output.removeLast(output.count - start - Int(bound))
-                return .zlib
-            }
+            var written = uLong(output.count)
+            let status = compress2(output.baseAddress!.assumingMemoryBound(to: Bytef.self), &written,
+                                   input.baseAddress?.assumingMemoryBound(to: Bytef.self), uLong(input.count), level)
+            if status == Z_OK, Int(written) < worthIt { return (.zlib, Int(written)) }
         case .raw:
             break
         }
-        output.removeLast(output.count - start)
-        output.append(contentsOf: input)
-        return .raw
+        if input.count > 0 { output.baseAddress!.copyMemory(from: input.baseAddress!, byteCount: input.count) }
+        return (.raw, input.count)
+    }
+
+    /// Compresses `input`, appending to `output`; see `compress(_:into:)` for the codec chosen.
+    public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) -> Codec {
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: bound(input.count)))
+        let (codec, count) = output.withUnsafeMutableBytes { compress(input, into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+        output.removeLast(output.count - start - count)
+        return codec
     }
 
     /// Decodes `input` (written with `codec`) into exactly `rawSize` bytes at `output`.

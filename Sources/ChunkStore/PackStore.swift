@@ -67,25 +67,87 @@ final class PackStore: Sendable {
         directory + "/" + Self.name(of: pack) + ".pack"
     }
 
-    /// Appends a chunk's encoded payload and returns where it went.
-    func append(_ digest: SHA256Digest, codec: Codec, rawSize: Int, payload: UnsafeRawBufferPointer) throws -> ChunkLocation {
-        var record = BinaryWriter(capacity: Self.recordHeaderSize + payload.count)
-        record.append(Self.recordMagic)
-        record.append(codec.rawValue)
-        record.pad(3)
-        record.append(UInt32(rawSize))
-        record.append(UInt32(payload.count))
-        record.append(digest)
-        record.bytes.append(contentsOf: payload)
+    /// Records gathered to be written together: a put's new chunks reach the pack in one write.
+    /// Payloads are encoded straight into the batch's buffer, which is neither zeroed nor copied
+    /// per record. Used by one thread at a time.
+    final class RecordBatch {
+        private var storage: UnsafeMutableRawBufferPointer
+        /// Bytes of records gathered.
+        private(set) var count = 0
+        private(set) var entries: [(digest: SHA256Digest, offset: Int, storedSize: UInt32, rawSize: UInt32, codec: Codec)] = []
+        private var digests = Set<SHA256Digest>()
 
-        let location: ChunkLocation = try writer.withLock { state in
-            if state.data == nil || state.size >= packLimit { try startPack(&state) }
-            let location = ChunkLocation(pack: state.pack, offset: state.size, storedSize: UInt32(payload.count), rawSize: UInt32(rawSize), codec: codec)
-            try record.bytes.withUnsafeBytes { try state.data!.writeAll($0, at: state.size) }
-            state.size += Int64(record.bytes.count)
-            return location
+        init(capacity: Int = 64 << 10) {
+            storage = .allocate(byteCount: max(capacity, 64), alignment: 16)
         }
-        return location
+
+        deinit { storage.deallocate() }
+
+        var isEmpty: Bool { entries.isEmpty }
+
+        /// The records, back to back, as they will be in the pack.
+        var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[..<count]) }
+
+        func contains(_ digest: SHA256Digest) -> Bool { digests.contains(digest) }
+
+        /// Adds a record for the chunk `digest` of `rawSize` bytes; `encode` writes its payload
+        /// (at most `maxPayload` bytes) into the buffer it is given and returns how it is encoded
+        /// and its size.
+        func add(_ digest: SHA256Digest, rawSize: Int, maxPayload: Int, encode: (UnsafeMutableRawBufferPointer) -> (Codec, Int)) {
+            let start = count
+            let needed = start + PackStore.recordHeaderSize + maxPayload
+            if needed > storage.count {
+                let grown = UnsafeMutableRawBufferPointer.allocate(byteCount: max(needed, storage.count * 2), alignment: 16)
+                grown.baseAddress!.copyMemory(from: storage.baseAddress!, byteCount: start)
+                storage.deallocate()
+                storage = grown
+            }
+            let payload = UnsafeMutableRawBufferPointer(rebasing: storage[(start + PackStore.recordHeaderSize)..<needed])
+            let (codec, stored) = encode(payload)
+            var header = BinaryWriter(capacity: PackStore.recordHeaderSize)
+            header.append(PackStore.recordMagic)
+            header.append(codec.rawValue)
+            header.pad(3)
+            header.append(UInt32(rawSize))
+            header.append(UInt32(stored))
+            header.append(digest)
+            header.bytes.withUnsafeBytes { storage.baseAddress!.advanced(by: start).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            count = start + PackStore.recordHeaderSize + stored
+            entries.append((digest, start, UInt32(stored), UInt32(rawSize), codec))
+            digests.insert(digest)
+        }
+
+        /// Empties the batch, keeping its buffer.
+        func removeAll() {
+            count = 0
+            entries.removeAll(keepingCapacity: true)
+            digests.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// Writes `batch` at the end of this process's pack (in one write) and returns where each
+    /// record went.
+    func write(_ batch: RecordBatch) throws -> [(SHA256Digest, ChunkLocation)] {
+        guard !batch.isEmpty else { return [] }
+        return try writer.withLock { state in
+            if state.data == nil || state.size >= packLimit { try startPack(&state) }
+            let base = state.size
+            try state.data!.writeAll(batch.bytes, at: base)
+            state.size += Int64(batch.count)
+            return batch.entries.map { entry in
+                (entry.digest, ChunkLocation(pack: state.pack, offset: base + Int64(entry.offset), storedSize: entry.storedSize, rawSize: entry.rawSize, codec: entry.codec))
+            }
+        }
+    }
+
+    /// Appends one chunk's encoded payload and returns where it went.
+    func append(_ digest: SHA256Digest, codec: Codec, rawSize: Int, payload: UnsafeRawBufferPointer) throws -> ChunkLocation {
+        let batch = RecordBatch(capacity: Self.recordHeaderSize + payload.count)
+        batch.add(digest, rawSize: rawSize, maxPayload: payload.count) { out in
+            if payload.count > 0 { out.baseAddress!.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
+            return (codec, payload.count)
+        }
+        return try write(batch)[0].1
     }
 
     private func startPack(_ state: inout Writer) throws {

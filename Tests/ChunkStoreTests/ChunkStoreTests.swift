@@ -126,17 +126,6 @@ struct ChunkStoreTests {
         #expect(store.statistics().damaged == 1)
     }
 
-    @Test("a put whose body does not match its output ID is refused and stores nothing", arguments: [100, 50_000])
-    func wrongOutputID(size: Int) throws {
-        let temp = try TemporaryStore()
-        let store = try temp.open()
-        let body = compressibleBytes(size, seed: 14)
-        #expect(throws: ChunkStore.MismatchedOutput.self) {
-            try store.store(key: key(1), outputID: SHA256.hash(Array("something else".utf8)), time: 1, body: .bytes(body))
-        }
-        #expect(try store.manifest(for: key(1)) == nil)
-    }
-
     @Test("a manifest from elsewhere that does not match its output ID is never materialized")
     func foreignManifest() throws {
         let temp = try TemporaryStore()
