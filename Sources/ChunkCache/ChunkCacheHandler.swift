@@ -25,21 +25,25 @@ public final class ChunkCacheHandler: CacheHandler {
 
         /// Bytes of decompressed outputs to keep between runs for faster warm builds; 0 for none.
         public var keepDecompressed: Int64
+        /// Keep them in memory, beside the live files, rather than in the store: no disk, but
+        /// memory that stays taken between runs (up to `keepDecompressed`).
+        public var keepInMemory: Bool
         /// Bytes of live files this process may keep in memory (tmpfs) rather than on disk during
-        /// a run; 0 for none. Ignored when outputs are kept decompressed (kept files are hard
-        /// links, which must be on the store's filesystem).
+        /// a run; 0 for none. Not used when outputs are kept decompressed in the store (kept
+        /// files are hard links, which must be on the store's filesystem).
         public var liveInMemory: Int64
         /// zstd level at which the chunks a run stored are recompressed once the go command has
         /// moved on; nil for none (see `ChunkStore.recompressNewChunks`).
         public var recompressLevel: Int32?
 
         public init(
-            maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0, liveInMemory: Int64 = 0,
-            recompressLevel: Int32? = nil
+            maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0, keepInMemory: Bool = false,
+            liveInMemory: Int64 = 0, recompressLevel: Int32? = nil
         ) {
             self.maxSize = maxSize
             self.maxAge = maxAge
             self.keepDecompressed = keepDecompressed
+            self.keepInMemory = keepInMemory
             self.liveInMemory = liveInMemory
             self.recompressLevel = recompressLevel
         }
@@ -65,8 +69,16 @@ public final class ChunkCacheHandler: CacheHandler {
         self.store = store
         self.remote = remote
         self.budget = budget
-        kept = budget.keepDecompressed > 0 && !store.isReadOnly ? try KeptOutputs(root: store.keptRoot, budget: budget.keepDecompressed) : nil
-        live = try LiveFiles(diskRoot: store.liveRoot, memoryRoot: memoryRoot, memoryBudget: kept == nil ? budget.liveInMemory : 0)
+        // Kept files are hard-linked to live files, so both must be on one filesystem: the
+        // store's, or memory.
+        let keptInMemory = budget.keepInMemory && memoryRoot != nil && budget.liveInMemory > 0
+        if budget.keepDecompressed > 0, keptInMemory || !store.isReadOnly {
+            kept = try KeptOutputs(root: keptInMemory ? memoryRoot! + "/kept" : store.keptRoot, budget: budget.keepDecompressed)
+        } else {
+            kept = nil
+        }
+        live = try LiveFiles(
+            diskRoot: store.liveRoot, memoryRoot: memoryRoot, memoryBudget: kept == nil || keptInMemory ? budget.liveInMemory : 0)
         let (seconds, attoseconds) = liveRetention.components
         live.sweep(retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }

@@ -30,6 +30,9 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Keep up to this much of decompressed outputs between runs, e.g. 2GiB (default: $CHUNKCACHE_KEEP_DECOMPRESSED, else 0: none). Warm builds then link files instead of writing them: faster, at this much more disk.", valueName: "size"))
         var keepDecompressed: ByteSize?
 
+        @Flag(help: "Keep those decompressed outputs in memory (/dev/shm, beside the live files) instead of in the store: no disk, but memory that stays taken between runs (also $CHUNKCACHE_KEEP_IN_MEMORY=1).")
+        var keepInMemory = false
+
         @Option(help: ArgumentHelp("Put up to this much of the files handed to the go command during a run in memory (/dev/shm), never more than a quarter of its free space (default: $CHUNKCACHE_LIVE_IN_MEMORY, else 1GiB; 0 for none). They are removed when the build ends; on disk they would be written only to be deleted.", valueName: "size"))
         var liveInMemory: ByteSize?
 
@@ -98,6 +101,7 @@ extension ChunkCacheCommand {
                     store: chunkStore,
                     budget: .init(
                         maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes(),
+                        keepInMemory: keepInMemory || environment["CHUNKCACHE_KEEP_IN_MEMORY"] == "1",
                         liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot),
                         recompressLevel: try recompressionLevel()),
                     remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) },

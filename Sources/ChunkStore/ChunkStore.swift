@@ -315,28 +315,36 @@ public final class ChunkStore: Sendable {
             written = Int64(plain.count)
         case .chunks(let chunks):
             // Chunks are decoded and checked into a window of about 1 MiB (several at once on
-            // several cores), which is written whenever it is full, so a large output never sits
-            // whole in memory.
-            // (No bigger than the output: most are small, and a fresh 1 MiB costs page faults.)
-            var window = [UInt8](repeating: 0, count: Int(min(manifest.size, Int64(max(1 << 20, configuration.chunker.maxSize)))))
+            // several cores); a full window is written while the next one is decoded, so a large
+            // output never sits whole in memory. Two windows, no bigger than the output (most are
+            // small), not zeroed: every byte is decoded into before it is read.
+            let size = Int(min(manifest.size, Int64(max(1 << 20, configuration.chunker.maxSize))))
+            var windows = [UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)]
+            defer { windows.forEach { $0.deallocate() } }
+            var pending: UnsafeRawBufferPointer?  // decoded, not yet written
             var first = 0
             while first < chunks.count {
                 var end = first
                 var filled = 0
-                while end < chunks.count, end == first || filled + Int(chunks[end].size) <= window.count {
+                while end < chunks.count, end == first || filled + Int(chunks[end].size) <= size {
                     filled += Int(chunks[end].size)
                     end += 1
                 }
-                if filled > window.count { window = [UInt8](repeating: 0, count: filled) }
-                try window.withUnsafeMutableBytes { out in
-                    let part = UnsafeMutableRawBufferPointer(rebasing: out[..<filled])
-                    try decode(chunks[first..<end], of: manifest, into: part, supplied: supplied)
-                    if checkOutputID { hasher.update(UnsafeRawBufferPointer(part)) }
-                    try descriptor.writeAll(UnsafeRawBufferPointer(part))
+                // The window not holding `pending`, grown for a chunk larger than the window.
+                let slot = pending == nil || pending!.baseAddress != UnsafeRawPointer(windows[0].baseAddress) ? 0 : 1
+                if slot == windows.count { windows.append(.allocate(byteCount: size, alignment: 16)) }
+                if filled > windows[slot].count {
+                    windows[slot].deallocate()
+                    windows[slot] = .allocate(byteCount: filled, alignment: 16)
                 }
+                let part = UnsafeMutableRawBufferPointer(rebasing: windows[slot][..<filled])
+                try decode(chunks[first..<end], of: manifest, into: part, supplied: supplied, writingMeanwhile: pending, to: descriptor)
+                if checkOutputID { hasher.update(UnsafeRawBufferPointer(part)) }
+                pending = UnsafeRawBufferPointer(part)
                 written += Int64(filled)
                 first = end
             }
+            if let pending { try descriptor.writeAll(pending) }
             if checkOutputID, hasher.finalize() != manifest.outputID {
                 throw DamagedEntry(description: "output of \(manifest.key.hex.prefix(16)) does not match its output ID")
             }
@@ -352,8 +360,12 @@ public final class ChunkStore: Sendable {
     static let decodingThreads = max(1, min(4, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// Decodes consecutive `chunks` into `output` (exactly their total size), each checked
-    /// against its hash; on several threads when there is enough work to share.
-    private func decode(_ chunks: ArraySlice<Manifest.Chunk>, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, supplied: [SHA256Digest: [UInt8]]) throws {
+    /// against its hash; on several threads when there is enough work to share. Writes
+    /// `previous` (an earlier window of the output) to `descriptor` meanwhile.
+    private func decode(
+        _ chunks: ArraySlice<Manifest.Chunk>, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, supplied: [SHA256Digest: [UInt8]],
+        writingMeanwhile previous: UnsafeRawBufferPointer?, to descriptor: FileDescriptor
+    ) throws {
         var starts: [Int] = []
         starts.reserveCapacity(chunks.count)
         var total = 0
@@ -381,14 +393,24 @@ public final class ChunkStore: Sendable {
         }
         let threads = min(Self.decodingThreads, list.count)
         guard threads > 1, total >= 256 << 10 else {
+            if let previous { try descriptor.writeAll(previous) }
             var record: [UInt8] = []
             for index in list.indices { try decodeOne(index, record: &record) }
             return
         }
         let failure = Mutex<(any Error)?>(nil)
+        let write = previous.map { DisjointWrites(buffer: UnsafeMutableRawBufferPointer(mutating: $0)) }
+        let next = AtomicCounter()
         DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            // The first thread writes the earlier window, then joins the others; chunks go to
+            // whichever thread is free.
+            if thread == 0, let write {
+                do { try descriptor.writeAll(UnsafeRawBufferPointer(write.buffer)) } catch { failure.withLock { if $0 == nil { $0 = error } } }
+            }
             var record: [UInt8] = []
-            for index in stride(from: thread, to: list.count, by: threads) {
+            while true {
+                let index = Int(next.add()) - 1
+                guard index < list.count else { return }
                 do {
                     try decodeOne(index, record: &record)
                 } catch {
@@ -441,9 +463,10 @@ public final class ChunkStore: Sendable {
     }
 }
 
-/// A buffer that several threads write at once, each into ranges no other thread touches (one
-/// chunk each), and that no one reads until all are done (`concurrentPerform` returns only then):
-/// so sharing the pointer is safe, though the compiler cannot see it.
+/// A buffer that several threads use at once, each on ranges no other thread touches (one chunk
+/// each; or a whole earlier window, only read), and that no one else uses until all are done
+/// (`concurrentPerform` returns only then): so sharing the pointer is safe, though the compiler
+/// cannot see it.
 private struct DisjointWrites: @unchecked Sendable {
     let buffer: UnsafeMutableRawBufferPointer
 }

@@ -11,7 +11,7 @@ import FileIO
 /// which every new hard link updates, so use is recorded without any extra write.
 public final class KeptOutputs: Sendable {
     public let directory: String
-    /// Bytes on disk the kept files may take; over it, the least recently linked go first.
+    /// Bytes the kept files may take; over it, the least recently linked go first.
     public let budget: Int64
 
     public init(root: String, budget: Int64) throws {

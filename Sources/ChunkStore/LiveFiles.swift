@@ -24,11 +24,12 @@ public final class LiveFiles: Sendable {
 
     /// - Parameters:
     ///   - diskRoot: the store's live root.
-    ///   - memoryRoot: a private directory on a memory filesystem (see `privateMemoryRoot`), or nil.
+    ///   - memoryRoot: a private directory on a memory filesystem (see `privateMemoryRoot`), or
+    ///     nil; live files go to its `live/`.
     ///   - memoryBudget: at most this many bytes go to memory.
     public init(diskRoot: String, memoryRoot: String?, memoryBudget: Int64) throws {
         disk = try LiveArea(root: diskRoot)
-        memory = memoryBudget > 0 ? memoryRoot.flatMap { try? LiveArea(root: $0) } : nil
+        memory = memoryBudget > 0 ? memoryRoot.flatMap { try? LiveArea(root: $0 + "/live") } : nil
         self.memoryBudget = memory == nil ? 0 : memoryBudget
     }
 

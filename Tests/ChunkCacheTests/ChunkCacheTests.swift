@@ -6,6 +6,10 @@ import FileIO
 import TestSupport
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The directory holding the test bundle, where SwiftPM also puts the package's executables.
 var productsDirectory: String {
     FileSystem.parentDirectory(of: FileSystem.absolutePath(CommandLine.arguments[0]))
@@ -152,11 +156,15 @@ struct ChunkCacheTests {
         #expect(try FileSystem.contentsOfDirectory(store).isEmpty, "nothing written into the refused store")
     }
 
-    @Test("with --keep-decompressed, a later run's hits are links to kept files, with the right bytes")
-    func keptDecompressed() async throws {
+    @Test(
+        "with --keep-decompressed, a later run's hits are links to kept files, with the right bytes (in the store, or in memory)",
+        arguments: [false, true])
+    func keptDecompressed(inMemory: Bool) async throws {
         defer { try? FileSystem.removeTree(temp) }
         let store = temp + "/store"
-        let arguments = [chunkcache, "--dir", store, "--keep-decompressed", "50MB"]
+        let memoryKept = "/dev/shm/chunkcache-\(getuid())/kept/"
+        if inMemory && LiveFiles.privateMemoryRoot() == nil { return }  // no /dev/shm here: nothing to check
+        let arguments = [chunkcache, "--dir", store, "--keep-decompressed", "50MB"] + (inMemory ? ["--keep-in-memory"] : [])
         _ = try await CacheProgClient.withProgram(arguments) { client in
             for n in 0..<5 { _ = try await client.put(actionID(n), body: body(n)) }
             try await client.close()
@@ -167,14 +175,16 @@ struct ChunkCacheTests {
                 let found = try await client.get(actionID(n))
                 let entry = try #require(found)
                 #expect(try FileSystem.readFile(entry.diskPath) == body(n))
-                let kept = try FileSystem.status(of: store + "/kept/" + entry.outputID.hex)
+                let kept = try FileSystem.status(of: (inMemory ? memoryKept : store + "/kept/") + entry.outputID.hex)
                 if try FileSystem.status(of: entry.diskPath).inode == kept.inode { linked += 1 }
+                if inMemory { try FileSystem.remove(memoryKept + entry.outputID.hex) }
             }
             try await client.close()
             return linked
         }
         #expect(linked == 5)
-        #expect(try ChunkStore(directory: store).statistics().keptBytes > 0)
+        let keptInStore = try ChunkStore(directory: store).statistics().keptBytes
+        #expect(inMemory ? keptInStore == 0 : keptInStore > 0, "kept where asked, not in both")
     }
 
     @Test("a failing disk (file-size limit): the big put gets Err, small ones and gets keep working")
