@@ -14,7 +14,7 @@ import Glibc
 ///     STORE/VERSION                 format marker
 ///     STORE/catalog.db              manifests and chunk locations (see Catalog)
 ///     STORE/packs/<id>.pack         chunk records (see PackStore)
-///     STORE/live/<process>/         plain files handed out (see LiveArea)
+///     STORE/live/<process>/         plain files handed out, when not in memory (see LiveFiles)
 ///     STORE/tmp/                    bodies being received
 ///     STORE/kept/                   decompressed outputs kept between runs, if so configured
 ///     STORE/stats                   counters accumulated across runs
