@@ -65,6 +65,56 @@ struct CrashTests {
         #expect(report.isHealthy, "\(report.damaged.prefix(3))")
     }
 
+    @Test("kill -9 while a run's chunks are recompressed (20 rounds): every acknowledged put is served and the store verifies clean")
+    func killRecompression() async throws {
+        let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        let binary = productsDirectory + "/chunkcache"
+        /// Text-like bytes: zstd-19 shrinks them well past zstd-1, slowly, so the recompression
+        /// after each run lasts long enough to be killed in the middle.
+        func output(_ n: Int) -> [UInt8] {
+            let noise = pseudoRandomBytes(150_000, seed: UInt64(n))
+            let words = ["func ", "return ", "package ", "import ", "runtime.", "(*T).", "\n\t", "go:build "].map { Array($0.utf8) }
+            return noise.enumerated().flatMap { index, byte in index % 3 == 0 ? [byte] : words[Int(byte) % words.count] }
+        }
+        var acknowledged: [Int] = []
+        for round in 0..<20 {
+            let child = try ChildProcess.launch([binary, "--dir", store, "--recompress-level", "19"], environment: nil)
+            _ = try? await CacheProgClient.withConnection(
+                reader: FileDescriptorReader(child.output), writer: FileDescriptorWriter(child.input, closesDescriptor: true),
+                exitTimeout: .seconds(30), terminate: { child.kill() }
+            ) { client in
+                for i in 0..<4 {
+                    let n = round * 10 + i
+                    _ = try await client.put(actionID(n), body: output(n))
+                    acknowledged.append(n)
+                }
+                try await client.close()
+                // The run is over for the client; chunkcache now recompresses what it stored.
+                Task {
+                    try? await Task.sleep(for: .milliseconds(Int.random(in: 0...300)))
+                    child.kill()
+                }
+            }
+            child.kill()
+            _ = await child.wait()
+            child.output.close()
+            let report = try ChunkStore(directory: store).verify(repair: false)
+            #expect(report.isHealthy, "round \(round): \(report.damaged.prefix(2))")
+        }
+        #expect(acknowledged.count == 80)
+        let (lost, _) = try await CacheProgClient.withProgram([binary, "--dir", store, "--recompress-level", "0"]) { client in
+            var lost: [Int] = []
+            for n in acknowledged where try await client.get(actionID(n)).map({ try FileSystem.readFile($0.diskPath) }) != output(n) {
+                lost.append(n)
+            }
+            try await client.close()
+            return lost
+        }
+        #expect(lost.isEmpty, "acknowledged puts lost: \(lost.prefix(10))")
+    }
+
     @Test("kill -9 during trim, gc and import (20 rounds each): the store always verifies clean")
     func killMaintenance() async throws {
         let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
