@@ -14,10 +14,8 @@ import Glibc
 struct CrashTests {
     @Test("after 50 kills at random moments, every acknowledged put is served and the store verifies clean")
     func killStorm() async throws {
-        let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
-        defer { try? FileSystem.removeTree(temp) }
-        let store = temp + "/store"
-        let binary = productsDirectory + "/chunkcache"
+        let scene = CrashScene()
+        let (store, binary) = (scene.store, scene.binary)
         let acknowledged = Acknowledged()
         // At least 50 rounds, and more (up to 100) while fewer than 20 puts were acknowledged, so
         // a slow, loaded machine still tests something.
@@ -51,15 +49,7 @@ struct CrashTests {
         }
         let acked = acknowledged.all
         #expect(acked.count >= 20, "the storm should have acknowledged some puts")
-        let (lost, _) = try await CacheProgClient.withProgram([binary, "--dir", store]) { client in
-            var lost: [Int] = []
-            for n in acked.sorted() {
-                let entry = try await client.get(actionID(n))
-                if try entry.map({ try FileSystem.readFile($0.diskPath) }) != body(n) { lost.append(n) }
-            }
-            try await client.close()
-            return lost
-        }
+        let lost = try await scene.lostPuts(acked.sorted(), body: body)
         #expect(lost.isEmpty, "acknowledged puts lost: \(lost.prefix(10))")
         let report = try ChunkStore(directory: store).verify(repair: false)
         #expect(report.isHealthy, "\(report.damaged.prefix(3))")
@@ -67,10 +57,8 @@ struct CrashTests {
 
     @Test("kill -9 while a run's chunks are recompressed (20 rounds): every acknowledged put is served and the store verifies clean")
     func killRecompression() async throws {
-        let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
-        defer { try? FileSystem.removeTree(temp) }
-        let store = temp + "/store"
-        let binary = productsDirectory + "/chunkcache"
+        let scene = CrashScene()
+        let (store, binary) = (scene.store, scene.binary)
         /// Text-like bytes: zstd-19 shrinks them well past zstd-1, slowly, so the recompression
         /// after each run lasts long enough to be killed in the middle.
         func output(_ n: Int) -> [UInt8] {
@@ -104,23 +92,14 @@ struct CrashTests {
             #expect(report.isHealthy, "round \(round): \(report.damaged.prefix(2))")
         }
         #expect(acknowledged.count == 80)
-        let (lost, _) = try await CacheProgClient.withProgram([binary, "--dir", store, "--recompress-level", "0"]) { client in
-            var lost: [Int] = []
-            for n in acknowledged where try await client.get(actionID(n)).map({ try FileSystem.readFile($0.diskPath) }) != output(n) {
-                lost.append(n)
-            }
-            try await client.close()
-            return lost
-        }
+        let lost = try await scene.lostPuts(acknowledged, body: output)
         #expect(lost.isEmpty, "acknowledged puts lost: \(lost.prefix(10))")
     }
 
     @Test("kill -9 during trim, gc and import (20 rounds each): the store always verifies clean")
     func killMaintenance() async throws {
-        let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
-        defer { try? FileSystem.removeTree(temp) }
-        let store = temp + "/store"
-        let binary = productsDirectory + "/chunkcache"
+        let scene = CrashScene()
+        let (temp, store, binary) = (scene.temp, scene.store, scene.binary)
         func fill(_ range: Range<Int>) async throws {
             _ = try await CacheProgClient.withProgram([binary, "--dir", store, "--max-size", "unlimited"]) { client in
                 for n in range { _ = try await client.put(actionID(n), body: pseudoRandomBytes(30_000 + n * 97, seed: UInt64(n))) }
@@ -152,6 +131,29 @@ struct CrashTests {
                 #expect(report.isHealthy, "import round \(round): \(report.damaged.prefix(2))")
             }
         }
+    }
+}
+
+/// A store in a temporary directory (removed at the end) and the chunkcache binary that the
+/// crash tests start and kill.
+struct CrashScene: ~Copyable {
+    let temp = "/tmp/chunkcache-crash-" + FileSystem.uniqueSuffix()
+    var store: String { temp + "/store" }
+    let binary = productsDirectory + "/chunkcache"
+
+    deinit { try? FileSystem.removeTree(temp) }
+
+    /// The acknowledged puts among `numbers` that a fresh run does not serve with `body(n)`.
+    func lostPuts(_ numbers: [Int], body: (Int) -> [UInt8]) async throws -> [Int] {
+        let (lost, _) = try await CacheProgClient.withProgram([binary, "--dir", store, "--recompress-level", "0"]) { client in
+            var lost: [Int] = []
+            for n in numbers where try await client.get(actionID(n)).map({ try FileSystem.readFile($0.diskPath) }) != body(n) {
+                lost.append(n)
+            }
+            try await client.close()
+            return lost
+        }
+        return lost
     }
 }
 
