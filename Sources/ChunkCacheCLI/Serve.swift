@@ -126,12 +126,7 @@ extension ChunkCacheCommand {
 
         /// The recompression level in effect, nil for none.
         private func recompressionLevel() throws -> Int32? {
-            var level = recompressLevel
-            if level == nil, let text = ProcessInfo.processInfo.environment["CHUNKCACHE_RECOMPRESS_LEVEL"], !text.isEmpty {
-                guard let parsed = Int32(text) else { throw ValidationError("CHUNKCACHE_RECOMPRESS_LEVEL: \(text.debugDescription) is not a number") }
-                level = parsed
-            }
-            let chosen = level ?? 9
+            let chosen = try setting(recompressLevel, variable: "CHUNKCACHE_RECOMPRESS_LEVEL", what: "a number") ?? 9
             guard (0...19).contains(chosen) else { throw ValidationError("--recompress-level must be in 0...19 (0 for none), not \(chosen)") }
             return chosen == 0 ? nil : chosen
         }

@@ -31,16 +31,20 @@ struct ByteSize: ExpressibleByArgument {
     static var defaultCompletionKind: CompletionKind { .default }
 }
 
+/// A setting's value: `flag` if given, else the environment variable `variable` read as `T`
+/// (`what` names the kind of value in the error), else nil.
+func setting<T: ExpressibleByArgument>(_ flag: T?, variable: String, what: String) throws -> T? {
+    if let flag { return flag }
+    guard let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty else { return nil }
+    guard let parsed = T(argument: text) else { throw ValidationError("\(variable): cannot read \(text.debugDescription) as \(what)") }
+    return parsed
+}
+
 extension ByteSize {
-    /// The size in effect: `flag` if given, else the environment variable `variable`, else
-    /// `fallback`; `unlimited` is a very large number.
+    /// The size in effect: `flag`, else the environment variable `variable`, else `fallback`;
+    /// `unlimited` is a very large number.
     static func setting(_ flag: ByteSize?, variable: String, fallback: Int64) throws -> Int64 {
-        var size = flag
-        if size == nil, let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty {
-            guard let parsed = ByteSize(argument: text) else { throw ValidationError("\(variable): cannot read \(text.debugDescription) as a size") }
-            size = parsed
-        }
-        guard let bytes = size?.bytes else { return fallback }
+        guard let bytes = try ChunkCacheCLI.setting(flag, variable: variable, what: "a size")?.bytes else { return fallback }
         return bytes == .max ? Int64.max / 2 : bytes
     }
 }
@@ -71,17 +75,8 @@ struct BudgetOptions: ParsableArguments {
 
     /// The limits in effect: flags, then environment, then defaults.
     func resolved() throws -> (maxSize: Int64?, maxAge: Int64?) {
-        let environment = ProcessInfo.processInfo.environment
-        var size = maxSize
-        if size == nil, let text = environment["CHUNKCACHE_MAX_SIZE"], !text.isEmpty {
-            guard let parsed = ByteSize(argument: text) else { throw ValidationError("CHUNKCACHE_MAX_SIZE: cannot read \(text.debugDescription) as a size") }
-            size = parsed
-        }
-        var age = maxAge
-        if age == nil, let text = environment["CHUNKCACHE_MAX_AGE"], !text.isEmpty {
-            guard let parsed = Age(argument: text) else { throw ValidationError("CHUNKCACHE_MAX_AGE: cannot read \(text.debugDescription) as a duration") }
-            age = parsed
-        }
+        let size = try setting(maxSize, variable: "CHUNKCACHE_MAX_SIZE", what: "a size")
+        let age = try setting(maxAge, variable: "CHUNKCACHE_MAX_AGE", what: "a duration")
         let bytes = size?.bytes ?? 10 << 30
         let nanoseconds = age?.nanoseconds ?? 5 * 86_400 * 1_000_000_000
         return (bytes == .max ? nil : bytes, nanoseconds == .max ? nil : nanoseconds)
