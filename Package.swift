@@ -29,10 +29,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .systemLibrary(name: "CLinuxFS", path: "Sources/CLinuxFS"),
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
 
         .target(name: "Digests", dependencies: ["CLibCrypto"]),
-        .target(name: "FileIO", dependencies: ["CLinuxFS"]),
+        .target(name: "FileIO", dependencies: ["CLinux"]),
         .target(name: "CacheProgWire", dependencies: ["Digests", "FileIO"]),
         .target(
             name: "CacheProg",

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import CLinuxFS
+import CLinux
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
