@@ -194,13 +194,15 @@ public final class ChunkCacheHandler: CacheHandler {
     /// drains uploads to the remote tier, removes the live files if the go command sent `close`
     /// (a build is over; after a bare end of input, as `go list` does, printed paths may still be
     /// read, so they stay until swept), saves statistics, recompresses what the run stored (at a
-    /// low CPU priority: the next build comes first) and applies the budget.
+    /// low CPU priority, see `ChunkStore.recompressNewChunks`) and applies the budget.
     public func endRun(closed: Bool, logger: Logger) async {
         await drainUploads()
         if closed { live.removeAll() } else { live.markKept() }
         finish(logger: logger)
         if let level = budget.recompressLevel, !store.isReadOnly {
-            setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)  // on Linux: this thread, which does the work
+            // The run's buffers are free: return their pages before the background work, so
+            // the process's peak stays that of the busier of the two.
+            Memory.returnFreePages()
             do {
                 let report = try store.recompressNewChunks(level: level)
                 if report.chunks > 0 {

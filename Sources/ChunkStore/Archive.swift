@@ -7,6 +7,7 @@ import FileIO
 ///     records: kind u8, length u64, payload
 ///       1 chunk:    SHA-256 (32), codec u8, raw size u32, encoded payload (as stored in packs)
 ///       2 manifest: last use i64, encoded manifest
+///       3 dictionary: a zstd dictionary chunks are compressed with (before any such chunk)
 ///     trailer:  kind 0xFF, length 32, SHA-256 of every byte before the trailer
 ///
 /// An archive made with a base holds only the chunks and manifests the base lacks; importing
@@ -16,6 +17,7 @@ enum ArchiveFormat {
     static let magic = Array("CCARCH01".utf8)
     static let chunkKind: UInt8 = 1
     static let manifestKind: UInt8 = 2
+    static let dictionaryKind: UInt8 = 3
     static let trailerKind: UInt8 = 0xFF
     /// No record is larger (a chunk is at most 4 × 64 KiB; a manifest of a 1 TiB output fits).
     static let maxRecord: UInt64 = 1 << 31

@@ -15,16 +15,27 @@ import Glibc
 /// several processes, and lookups without loading an index into memory.
 final class Catalog: Sendable {
     private let database: Mutex<SQLiteDatabase>
-    static let schemaVersion: Int64 = 1
+    /// Version 2 added the dictionaries table; a version-1 catalog is upgraded when opened for
+    /// writing (and read as it is otherwise). Older chunkcaches refuse version 2 rather than
+    /// meet chunks they cannot decode.
+    static let schemaVersion: Int64 = 2
+    static let readableVersions: ClosedRange<Int64> = 1...2
+    /// False only for a version-1 catalog opened read-only.
+    private let hasDictionaries: Bool
+    private static let dictionariesTable = """
+        CREATE TABLE IF NOT EXISTS dictionaries (
+            id INTEGER PRIMARY KEY, content BLOB NOT NULL, added INTEGER NOT NULL);
+        """
 
     init(path: String, readOnly: Bool = false) throws {
         let database = try SQLiteDatabase(path: path, readOnly: readOnly)
         if readOnly {
             var version: Int64 = 0
             try database.query("PRAGMA user_version") { version = $0.integer(0) }
-            guard version == Self.schemaVersion else {
-                throw SQLiteDatabase.Failure(description: "\(path) has catalog version \(version); this chunkcache reads \(Self.schemaVersion)")
+            guard Self.readableVersions.contains(version) else {
+                throw SQLiteDatabase.Failure(description: "\(path) has catalog version \(version); this chunkcache reads \(Self.readableVersions)")
             }
+            hasDictionaries = version >= 2
             self.database = Mutex(database)
             return
         }
@@ -56,13 +67,54 @@ final class Catalog: Sendable {
                     CREATE INDEX IF NOT EXISTS manifests_by_last_use ON manifests (last_used);
                     CREATE TABLE IF NOT EXISTS quarantine (
                         key BLOB NOT NULL, manifest BLOB NOT NULL, reason TEXT NOT NULL, time INTEGER NOT NULL);
+                    \(Self.dictionariesTable)
                     PRAGMA user_version = \(Self.schemaVersion);
                     """)
             }
+        } else if version == 1 {
+            try database.transaction {
+                try database.execute(Self.dictionariesTable + "PRAGMA user_version = \(Self.schemaVersion);")
+            }
         } else if version != Self.schemaVersion {
-            throw SQLiteDatabase.Failure(description: "\(path) has catalog version \(version); this chunkcache reads \(Self.schemaVersion)")
+            throw SQLiteDatabase.Failure(description: "\(path) has catalog version \(version); this chunkcache reads \(Self.readableVersions)")
         }
+        hasDictionaries = true
         self.database = Mutex(database)
+    }
+
+    // MARK: Dictionaries
+
+    /// The dictionary with zstd ID `id`, if the store has it.
+    func dictionary(id: UInt32) throws -> [UInt8]? {
+        guard hasDictionaries else { return nil }
+        return try database.withLock { database in
+            var found: [UInt8]?
+            try database.query("SELECT content FROM dictionaries WHERE id = ?", [.integer(Int64(id))]) { found = $0.blob(0) }
+            return found
+        }
+    }
+
+    /// Every dictionary, the first added first (the one new chunks use).
+    func dictionaries() throws -> [[UInt8]] {
+        guard hasDictionaries else { return [] }
+        return try database.withLock { database in
+            var all: [[UInt8]] = []
+            try database.query("SELECT content FROM dictionaries ORDER BY added, id") { all.append($0.blob(0)) }
+            return all
+        }
+    }
+
+    /// Adds a dictionary unless one with its ID is there; true if the store's dictionary with
+    /// that ID is now this one.
+    func addDictionary(id: UInt32, content: [UInt8], time: Int64) throws -> Bool {
+        try database.withLock { database in
+            var stored: [UInt8]?
+            try database.transaction {
+                try database.query("INSERT OR IGNORE INTO dictionaries (id, content, added) VALUES (?, ?, ?)", [.integer(Int64(id)), .blob(content), .integer(time)])
+                try database.query("SELECT content FROM dictionaries WHERE id = ?", [.integer(Int64(id))]) { stored = $0.blob(0) }
+            }
+            return stored == content
+        }
     }
 
     /// The encoded manifest stored for `key`.

@@ -24,6 +24,7 @@ extension ChunkStore {
     public func exportArchive(to path: String, usedWithin: Int64? = nil, base: String? = nil) throws -> ExportReport {
         var baseChunks = Set<SHA256Digest>()
         var baseManifests = Set<[UInt8]>()
+        var baseDictionaries = Set<[UInt8]>()
         if let base {
             var reader = try ArchiveReader(path: base)
             defer { reader.close() }
@@ -33,6 +34,8 @@ extension ChunkStore {
                     baseChunks.insert(payload.withUnsafeBytes { SHA256Digest(unsafeBytes: $0) })
                 } else if kind == ArchiveFormat.manifestKind, payload.count > 8 {
                     baseManifests.insert(Array(payload[8...]))
+                } else if kind == ArchiveFormat.dictionaryKind {
+                    baseDictionaries.insert(payload)
                 }
             }
         }
@@ -43,6 +46,10 @@ extension ChunkStore {
         var written = Set<SHA256Digest>()
         var record: [UInt8] = []
         do {
+            // Dictionaries first: chunks compressed with one cannot be checked without it.
+            for dictionary in try catalog.dictionaries() where !baseDictionaries.contains(dictionary) {
+                try writer.record(ArchiveFormat.dictionaryKind, dictionary)
+            }
             for (keyBytes, bytes) in try catalog.allManifests() {
                 guard let key = SHA256Digest(bytes: keyBytes), let used = lastUse[key], used >= cutoff,
                     let manifest = try? Manifest(decoding: bytes), !baseManifests.contains(bytes)
@@ -93,6 +100,8 @@ extension ChunkStore {
                     guard payload.count > 8, (try? Manifest(decoding: Array(payload[8...]))) != nil else {
                         throw ArchiveError(description: "\(path): a manifest does not parse")
                     }
+                case ArchiveFormat.dictionaryKind:
+                    try checkedDictionary(payload, in: path)
                 default:
                     throw ArchiveError(description: "\(path): unknown record kind \(kind)")
                 }
@@ -107,6 +116,11 @@ extension ChunkStore {
                 defer { reader.close() }
                 try reader.checkIntegrity()
                 while let (kind, payload) = try reader.next() {
+                    if kind == ArchiveFormat.dictionaryKind {
+                        let dictionary = try checkedDictionary(payload, in: path)
+                        _ = try catalog.addDictionary(id: dictionary.id, content: dictionary.bytes, time: WallClock.nanoseconds())
+                        continue
+                    }
                     if kind == ArchiveFormat.chunkKind {
                         let chunk = try checkedChunk(payload, in: path)
                         guard added[chunk.digest] == nil, try catalog.location(of: chunk.digest) == nil else { continue }
@@ -140,6 +154,19 @@ extension ChunkStore {
             }
         }
         return report
+    }
+
+    /// Parses a dictionary record and makes the dictionary available for checking the chunks
+    /// after it. One whose zstd ID the store already uses for another dictionary (a 1 in 2^31
+    /// chance) cannot be imported.
+    @discardableResult
+    private func checkedDictionary(_ payload: [UInt8], in path: String) throws -> CompressionDictionary {
+        guard let dictionary = CompressionDictionary(bytes: payload) else { throw ArchiveError(description: "\(path): a dictionary is not a zstd dictionary") }
+        if let existing = try catalog.dictionary(id: dictionary.id), existing != payload {
+            throw ArchiveError(description: "\(path): its dictionary \(dictionary.id) differs from the store's dictionary with that ID")
+        }
+        guard compressor.add(dictionary) else { throw ArchiveError(description: "\(path): zstd rejects dictionary \(dictionary.id)") }
+        return dictionary
     }
 
     /// Parses a chunk record and checks its content against its hash.

@@ -1,5 +1,11 @@
 import Digests
+import Dispatch
 import FileIO
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension ChunkStore {
     /// What `recompressNewChunks` did.
@@ -10,18 +16,61 @@ extension ChunkStore {
         public var bytesAfter: Int64 = 0
         /// Packs replaced (each by a smaller one).
         public var packs = 0
+        /// The zstd ID of the dictionary the chunks were compressed with, if any.
+        public var dictionary: UInt32?
     }
 
-    /// Rewrites the chunks this process stored (in the packs it created) with zstd at `level`,
-    /// into fresh packs, and deletes the old ones.
+    /// The store's dictionary (the first one added), if it has one.
+    public func storeDictionary() throws -> CompressionDictionary? {
+        try catalog.dictionaries().lazy.compactMap(CompressionDictionary.init(bytes:)).first
+    }
+
+    /// The store's dictionary; if it has none yet, one trained on a sample of the chunks in
+    /// `packs` and added to the store (nil if they are too few to learn from). When two
+    /// processes train at once, both keep using the one added first.
+    func storeDictionary(orTrainOn created: [UInt64]) throws -> CompressionDictionary? {
+        if let existing = try storeDictionary() { return existing }
+        var chunks: [(SHA256Digest, ChunkLocation)] = []
+        for pack in created { chunks += try catalog.chunks(in: pack) }
+        let total = chunks.reduce(0) { $0 + Int($1.1.rawSize) }
+        guard total >= CompressionDictionary.sampleBytesNeeded else { return nil }
+        // Every k-th chunk, so the sample spans the whole run rather than its first packages.
+        let stride = max(1, (total + CompressionDictionary.sampleBytesWanted - 1) / CompressionDictionary.sampleBytesWanted)
+        let chosen = chunks.enumerated().filter { $0.offset % stride == 0 }.map(\.element)
+        var samples: [UInt8] = []
+        samples.reserveCapacity(chosen.reduce(0) { $0 + Int($1.1.rawSize) })  // no doubling: it is most of the peak
+        var sizes: [Int] = []
+        var record: [UInt8] = []
+        for (digest, location) in chosen {
+            let start = samples.count
+            samples.append(contentsOf: repeatElement(0, count: Int(location.rawSize)))
+            do {
+                try packs.withPayload(digest, at: location, buffer: &record) { payload in
+                    try samples.withUnsafeMutableBytes { try compressor.decompress(payload, codec: location.codec, into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+                }
+                sizes.append(Int(location.rawSize))
+            } catch is CorruptData {
+                samples.removeLast(samples.count - start)
+            }
+        }
+        guard let trained = CompressionDictionary.train(samples: samples, sizes: sizes) else { return nil }
+        _ = try catalog.addDictionary(id: trained.id, content: trained.bytes, time: WallClock.nanoseconds())
+        return try storeDictionary()
+    }
+
+    /// Rewrites the chunks this process stored (in the packs it created) with zstd at `level`
+    /// and the store's dictionary, into fresh packs, and deletes the old ones.
     ///
     /// Puts compress at a fast level because the go command waits for them; once it has moved
-    /// on, the same chunks can be made smaller at leisure (zstd-9 saves about a tenth more than
-    /// zstd-3 on Go outputs and decompresses as fast). Runs beside puts (holding the store's
-    /// shared lock, so gc waits) and is safe to kill at any moment: new records are written
-    /// before one catalog transaction points the chunks at them, and an old pack is deleted only
-    /// after that; a reader that finds a pack gone looks the chunk up again. Chunks that would
-    /// not shrink keep their record, copied as they are.
+    /// on, the same chunks can be made smaller at leisure. zstd-15 with a dictionary trained on
+    /// the store's own chunks (the first run with enough new chunks trains it) stores Go outputs
+    /// about a sixth smaller than zstd-9 alone and decompresses as fast. The work is shared
+    /// between the cores at a low CPU priority.
+    ///
+    /// Runs beside puts (holding the store's shared lock, so gc waits) and is safe to kill at
+    /// any moment: new records are written before one catalog transaction points the chunks at
+    /// them, and an old pack is deleted only after that; a reader that finds a pack gone looks
+    /// the chunk up again. Chunks that would not shrink keep their record, copied as they are.
     @discardableResult
     public func recompressNewChunks(level: Int32) throws -> RecompressionReport {
         guard !isReadOnly, compressor.codec == .zstd, level > compressor.level else {
@@ -29,40 +78,32 @@ extension ChunkStore {
             return RecompressionReport()
         }
         let stronger = Compressor(codec: .zstd, level: level)
+        Self.lowerThisThreadsPriority()
         return try lock.withShared {
             packs.finishAppending()
+            let created = packs.takeCreatedPacks()
             var report = RecompressionReport()
-            var record: [UInt8] = []
-            var plain: [UInt8] = []
-            var compressed: [UInt8] = []
-            for pack in packs.takeCreatedPacks() {
+            guard !created.isEmpty else { return report }
+            let dictionary = try storeDictionary(orTrainOn: created)
+            if let dictionary { stronger.add(dictionary) }
+            report.dictionary = dictionary?.id
+            for pack in created {
                 var moves: [(SHA256Digest, ChunkLocation)] = []
                 var before: Int64 = 0
                 var after: Int64 = 0
-                for (digest, location) in try catalog.chunks(in: pack) {
-                    do {
-                        let moved = try packs.withPayload(digest, at: location, buffer: &record) { payload -> ChunkLocation in
-                            guard location.codec == .zstd else {
-                                return try packs.append(digest, codec: location.codec, rawSize: Int(location.rawSize), payload: payload)
-                            }
-                            if plain.count < Int(location.rawSize) { plain = [UInt8](repeating: 0, count: Int(location.rawSize)) }
-                            let raw = try plain.withUnsafeMutableBytes { out in
-                                let target = UnsafeMutableRawBufferPointer(rebasing: out[..<Int(location.rawSize)])
-                                try compressor.decompress(payload, codec: .zstd, into: target)
-                                return UnsafeRawBufferPointer(target)
-                            }
-                            compressed.removeAll(keepingCapacity: true)
-                            let codec = stronger.compress(raw, into: &compressed)
-                            guard codec == .zstd, compressed.count < payload.count else {
-                                return try packs.append(digest, codec: location.codec, rawSize: Int(location.rawSize), payload: payload)
-                            }
-                            return try compressed.withUnsafeBytes { try packs.append(digest, codec: .zstd, rawSize: Int(location.rawSize), payload: $0) }
+                let chunks = try catalog.chunks(in: pack)
+                for batchStart in stride(from: 0, to: chunks.count, by: Self.recompressionBatch) {
+                    let batch = chunks[batchStart..<min(batchStart + Self.recompressionBatch, chunks.count)]
+                    let encoded = try recompress(batch, with: stronger, dictionary: dictionary)
+                    for ((digest, location), record) in zip(batch, encoded) {
+                        // A damaged chunk is forgotten with the old pack below; its outputs become misses.
+                        guard let record else { continue }
+                        let moved = try record.payload.withUnsafeBytes {
+                            try packs.append(digest, codec: record.codec, rawSize: Int(location.rawSize), payload: $0)
                         }
                         moves.append((digest, moved))
                         before += Int64(location.storedSize)
                         after += Int64(moved.storedSize)
-                    } catch is CorruptData {
-                        continue  // damaged: forgotten with the old pack below; its outputs become misses
                     }
                 }
                 try catalog.relocate(moves)
@@ -77,5 +118,54 @@ extension ChunkStore {
             _ = packs.takeCreatedPacks()  // the new packs: already at `level`
             return report
         }
+    }
+
+    /// Background work: the next build comes first. On Linux, nice is per thread, so each thread
+    /// doing the work lowers its own.
+    private static func lowerThisThreadsPriority() {
+        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+    }
+
+    /// Chunks recompressed at once (their new records are held in memory until written in order).
+    static var recompressionBatch: Int { 64 }
+
+    /// Decodes each chunk of `batch` and encodes it with `stronger`, on every core (recompression
+    /// runs after the go command has exited, at low priority). Returns, in order, each chunk's new
+    /// codec and payload (its old ones if they would not shrink), or nil for a damaged chunk.
+    private func recompress(_ batch: ArraySlice<(SHA256Digest, ChunkLocation)>, with stronger: Compressor, dictionary: CompressionDictionary?) throws -> [(codec: Codec, payload: [UInt8])?] {
+        let items = Array(batch)
+        let results = Mutex<[Result<(codec: Codec, payload: [UInt8])?, any Error>?]>(Array(repeating: nil, count: items.count))
+        let next = AtomicCounter()
+        DispatchQueue.concurrentPerform(iterations: min(Self.decodingThreads, items.count)) { _ in
+            Self.lowerThisThreadsPriority()
+            var record: [UInt8] = []
+            var plain: [UInt8] = []
+            while true {
+                let index = Int(next.add()) - 1
+                guard index < items.count else { return }
+                let (digest, location) = items[index]
+                let result = Result<(codec: Codec, payload: [UInt8])?, any Error> {
+                    do {
+                        return try packs.withPayload(digest, at: location, buffer: &record) { payload in
+                            guard location.codec == .zstd else { return (location.codec, Array(payload)) }
+                            if plain.count < Int(location.rawSize) { plain = [UInt8](repeating: 0, count: Int(location.rawSize)) }
+                            let raw = try plain.withUnsafeMutableBytes { out in
+                                let target = UnsafeMutableRawBufferPointer(rebasing: out[..<Int(location.rawSize)])
+                                try compressor.decompress(payload, codec: .zstd, into: target)
+                                return UnsafeRawBufferPointer(target)
+                            }
+                            var compressed: [UInt8] = []
+                            let codec = stronger.compress(raw, into: &compressed, dictionary: dictionary)
+                            guard codec == .zstd, compressed.count < payload.count else { return (location.codec, Array(payload)) }
+                            return (.zstd, compressed)
+                        }
+                    } catch is CorruptData {
+                        return nil
+                    }
+                }
+                results.withLock { $0[index] = result }
+            }
+        }
+        return try results.withLock { $0 }.map { try $0!.get() }
     }
 }

@@ -105,7 +105,10 @@ public final class ChunkStore: Sendable {
         packs = try PackStore(directory: self.directory + "/packs", readOnly: isReadOnly)
         catalog = try Catalog(path: self.directory + "/catalog.db", readOnly: isReadOnly)
         lock = try StoreLock(path: (isReadOnly ? scratchRoot : self.directory) + "/gc.lock")
-        compressor = Compressor(codec: configuration.codec, level: configuration.level)
+        compressor = Compressor(codec: configuration.codec, level: configuration.level) { [catalog] id in
+            // A dictionary added after this store was opened (by another process) is found here.
+            (try? catalog.dictionary(id: id))?.flatMap(CompressionDictionary.init(bytes:))
+        }
         counters = StoreCounters(path: self.directory + "/stats", lockPath: self.directory + "/VERSION")
     }
 

@@ -34,6 +34,9 @@ public struct CorruptData: Error, CustomStringConvertible {
 
 /// Compresses with a chosen codec and level; decompresses any codec. Reuses zstd contexts,
 /// which are costly to create, from a small pool. Safe to use from many tasks at once.
+///
+/// zstd frames compressed with a dictionary name it; the compressor decodes them with the
+/// dictionaries it was given (`add`) or finds through its `dictionarySource`.
 public final class Compressor: Sendable {
     /// The codec new data is written with.
     public let codec: Codec
@@ -42,10 +45,37 @@ public final class Compressor: Sendable {
 
     private let compressionContexts = Mutex<[ZstdContext]>([])
     private let decompressionContexts = Mutex<[ZstdContext]>([])
+    private let dictionaries = Mutex<[UInt32: DigestedDictionary]>([:])
+    private let dictionarySource: (@Sendable (UInt32) -> CompressionDictionary?)?
 
-    public init(codec: Codec = .zstd, level: Int32? = nil) {
+    /// `dictionarySource` is asked for a dictionary a frame needs that the compressor has not
+    /// been given (a store's catalog, say, where another process may have added it).
+    public init(codec: Codec = .zstd, level: Int32? = nil, dictionarySource: (@Sendable (UInt32) -> CompressionDictionary?)? = nil) {
         self.codec = codec
         self.level = level ?? (codec == .zlib ? 6 : 1)
+        self.dictionarySource = dictionarySource
+    }
+
+    /// Makes `dictionary` available for compressing and decompressing. False if zstd rejects it.
+    @discardableResult
+    public func add(_ dictionary: CompressionDictionary) -> Bool {
+        digested(dictionary) != nil
+    }
+
+    private func digested(_ dictionary: CompressionDictionary) -> DigestedDictionary? {
+        dictionaries.withLock { known in
+            if let existing = known[dictionary.id], existing.dictionary == dictionary { return existing }
+            guard let digested = DigestedDictionary(dictionary) else { return nil }
+            known[dictionary.id] = digested
+            return digested
+        }
+    }
+
+    /// The dictionary with zstd ID `id`: one given before, else one the source has.
+    private func digested(id: UInt32) -> DigestedDictionary? {
+        if let known = dictionaries.withLock({ $0[id] }) { return known }
+        guard let found = dictionarySource?(id), found.id == id else { return nil }
+        return digested(found)
     }
 
     deinit {
@@ -64,14 +94,20 @@ public final class Compressor: Sendable {
 
     /// Compresses `input` into `output` (at least `bound(input.count)` bytes, need not be
     /// initialized). Returns the codec used, `.raw` (with `input` copied) when compression would
-    /// not save at least 1/32 of it, and the bytes written.
-    public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) -> (codec: Codec, count: Int) {
+    /// not save at least 1/32 of it, and the bytes written. With `dictionary` (zstd only), the
+    /// frame needs that dictionary to be decoded.
+    public func compress(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, dictionary: CompressionDictionary? = nil) -> (codec: Codec, count: Int) {
         precondition(output.count >= bound(input.count))
         let worthIt = input.count - input.count / 32
         switch codec {
         case .zstd:
             let context = compressionContexts.withLock { $0.popLast() } ?? ZstdContext(pointer: ZSTD_createCCtx()!)
-            let written = ZSTD_compressCCtx(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, level)
+            let written: Int
+            if let dictionary, let cdict = digested(dictionary)?.forCompression(level: level) {
+                written = ZSTD_compress_usingCDict(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, cdict)
+            } else {
+                written = ZSTD_compressCCtx(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, level)
+            }
             compressionContexts.withLock { $0.append(context) }
             if ZSTD_isError(written) == 0, written < worthIt { return (.zstd, written) }
         case .zlib:
@@ -87,10 +123,10 @@ public final class Compressor: Sendable {
     }
 
     /// Compresses `input`, appending to `output`; see `compress(_:into:)` for the codec chosen.
-    public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8]) -> Codec {
+    public func compress(_ input: UnsafeRawBufferPointer, into output: inout [UInt8], dictionary: CompressionDictionary? = nil) -> Codec {
         let start = output.count
         output.append(contentsOf: repeatElement(0, count: bound(input.count)))
-        let (codec, count) = output.withUnsafeMutableBytes { compress(input, into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+        let (codec, count) = output.withUnsafeMutableBytes { compress(input, into: UnsafeMutableRawBufferPointer(rebasing: $0[start...]), dictionary: dictionary) }
         output.removeLast(output.count - start - count)
         return codec
     }
@@ -104,7 +140,15 @@ public final class Compressor: Sendable {
         case .zstd:
             let context = decompressionContexts.withLock { $0.popLast() } ?? ZstdContext(pointer: ZSTD_createDCtx()!)
             defer { decompressionContexts.withLock { $0.append(context) } }
-            let written = ZSTD_decompressDCtx(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count)
+            let written: Int
+            let dictionaryID = ZSTD_getDictID_fromFrame(input.baseAddress, input.count)
+            if dictionaryID == 0 {
+                written = ZSTD_decompressDCtx(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count)
+            } else if let dictionary = digested(id: dictionaryID) {
+                written = ZSTD_decompress_usingDDict(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, dictionary.decompression)
+            } else {
+                throw CorruptData(description: "zstd chunk needs dictionary \(dictionaryID), which is not in the store")
+            }
             guard ZSTD_isError(written) == 0, written == output.count else {
                 throw CorruptData(description: "zstd chunk does not decode to \(output.count) bytes")
             }
