@@ -37,6 +37,7 @@ extension ChunkCacheCommand {
                 stored size      \(size(stats.storedBytes))  (compression \(String(format: "%.2f", stats.compressionRatio))x)
                 chunks           \(stats.uniqueChunks) unique, \(stats.chunkReferences) references
                 packs            \(stats.packFiles), \(size(stats.packBytes))
+                dictionaries     \(stats.dictionaries), \(size(stats.dictionaryBytes))
                 on disk          \(size(stats.diskBytes))  (\(String(format: "%.3f", saved)) of logical)
                 live files       \(size(stats.liveBytes)) on disk, \(size(liveInMemory)) in memory (all of this user's stores)
                 kept files       \(size(stats.keptBytes))

@@ -21,6 +21,9 @@ public struct StoreStatistics: Sendable, Codable, Equatable {
     /// Pack files and their size (including chunks no manifest names any more).
     public var packFiles = 0
     public var packBytes: Int64 = 0
+    /// Compression dictionaries in the catalog (normally one) and their size.
+    public var dictionaries = 0
+    public var dictionaryBytes: Int64 = 0
     /// Disk space used, as `du` counts it: the store without live files, and live files.
     public var diskBytes: Int64 = 0
     public var liveBytes: Int64 = 0
@@ -77,6 +80,10 @@ extension ChunkStore {
         for name in (try? FileSystem.contentsOfDirectory(packs.directory)) ?? [] where name.hasSuffix(".pack") {
             stats.packFiles += 1
             stats.packBytes += (try? FileSystem.status(of: packs.directory + "/" + name))?.size ?? 0
+        }
+        for dictionary in (try? catalog.dictionaries()) ?? [] {
+            stats.dictionaries += 1
+            stats.dictionaryBytes += Int64(dictionary.count)
         }
         stats.liveBytes = FileSystem.allocatedSize(of: liveRoot)
         stats.keptBytes = FileSystem.allocatedSize(of: keptRoot)

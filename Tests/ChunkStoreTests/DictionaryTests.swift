@@ -33,6 +33,8 @@ struct DictionaryTests {
         bodies.merge(try fill(other, 6..<12)) { a, _ in a }
         #expect(try other.recompressNewChunks(level: 15).dictionary == dictionary.id)
         #expect(try other.catalog.dictionaries().count == 1)
+        #expect(other.statistics().dictionaries == 1)
+        #expect(other.statistics().dictionaryBytes == Int64(dictionary.bytes.count))
         for (n, body) in bodies { #expect(try temp.read(try temp.open(), n) == body) }
         #expect(try temp.open().verify(repair: false).isHealthy)
     }
