@@ -1,0 +1,3 @@
+module protocolfloor
+
+go 1.24
