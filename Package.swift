@@ -30,6 +30,8 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        // libcurl, loaded when a remote cache is first used (runtime package: libcurl4).
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
 
         .target(name: "Digests", dependencies: ["CLibCrypto"]),
         .target(name: "FileIO", dependencies: ["CLinux"]),
@@ -44,7 +46,7 @@ let package = Package(
         .target(
             name: "ChunkCache",
             dependencies: [
-                "CacheProg", "ChunkStore",
+                "CacheProg", "ChunkStore", "CCurl",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(

@@ -1,13 +1,8 @@
 import ChunkStore
 import Digests
 import FileIO
-import Foundation
 import Logging
 import Synchronization
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// A shared second tier: an HTTP cache server as bazel-remote and plain WebDAV servers (nginx
 /// with `dav_methods PUT`) speak it: `GET`/`PUT`/`HEAD` of `BASE/cas/<sha256>` for chunks (the
@@ -25,10 +20,10 @@ public final class HTTPRemote: Sendable {
         public var headers: [String: String]
         /// Read but never write (untrusted jobs, such as pull requests).
         public var readOnly: Bool
-        /// Longest wait for one request.
-        public var timeout: TimeInterval
+        /// Longest wait for one request, in seconds.
+        public var timeout: Double
 
-        public init(baseURL: String, headers: [String: String] = [:], readOnly: Bool = false, timeout: TimeInterval = 10) {
+        public init(baseURL: String, headers: [String: String] = [:], readOnly: Bool = false, timeout: Double = 10) {
             self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
             self.headers = headers
             self.readOnly = readOnly
@@ -39,11 +34,13 @@ public final class HTTPRemote: Sendable {
     public let configuration: Configuration
     /// Where its errors and bytes are counted (the local store's counters).
     private let counters: StoreCounters
-    private let session: URLSession
+    private let client: HTTPClient
     private let logger: Logger
     private struct Health {
-        var downUntil: Date = .distantPast
-        var backoff: TimeInterval = 5
+        /// Wall-clock nanoseconds until which the remote is not tried.
+        var downUntil: Int64 = 0
+        /// Seconds to stay away after the next failure.
+        var backoff: Int64 = 5
         var reported = false
     }
     private let health = Mutex(Health())
@@ -52,72 +49,58 @@ public final class HTTPRemote: Sendable {
         self.configuration = configuration
         self.counters = counters
         self.logger = logger
-        let sessionConfiguration = URLSessionConfiguration.ephemeral
-        sessionConfiguration.timeoutIntervalForRequest = configuration.timeout
-        sessionConfiguration.httpMaximumConnectionsPerHost = 8
-        session = URLSession(configuration: sessionConfiguration)
+        client = HTTPClient(timeoutSeconds: configuration.timeout)
     }
 
     private enum Outcome {
-        case ok(Data)
+        case ok([UInt8])
         case notFound
         case failed
     }
 
-    private var isUp: Bool { health.withLock { Date() >= $0.downUntil } }
+    private var isUp: Bool { health.withLock { WallClock.nanoseconds() >= $0.downUntil } }
 
     private func markDown(_ reason: String) {
         counters.remoteErrors.add()
-        let (firstTime, wasUp, backoff) = health.withLock { health -> (Bool, Bool, TimeInterval) in
-            let wasUp = Date() >= health.downUntil
+        let (firstTime, wasUp, backoff) = health.withLock { health -> (Bool, Bool, Int64) in
+            let now = WallClock.nanoseconds()
+            let wasUp = now >= health.downUntil
             let firstTime = !health.reported
             health.reported = true
             if wasUp {
-                health.downUntil = Date().addingTimeInterval(health.backoff)
+                health.downUntil = now + health.backoff * 1_000_000_000
                 health.backoff = min(health.backoff * 2, 300)
             }
             return (firstTime, wasUp, health.backoff)
         }
         // Said once per run on stderr; later outages only at debug level (and in the counters).
         if firstTime {
-            logger.warning("remote cache \(configuration.baseURL) unusable (\(reason)); working locally, retrying in \(Int(backoff / 2)) s")
+            logger.warning("remote cache \(configuration.baseURL) unusable (\(reason)); working locally, retrying in \(backoff / 2) s")
         } else if wasUp {
-            logger.debug("remote cache still unusable (\(reason)); next retry in \(Int(backoff / 2)) s")
+            logger.debug("remote cache still unusable (\(reason)); next retry in \(backoff / 2) s")
         }
     }
 
     private func markUp() { health.withLock { $0.backoff = 5 } }
 
-    private func request(_ method: String, _ path: String, body: Data? = nil) async -> Outcome {
-        guard isUp, let url = URL(string: configuration.baseURL + "/" + path) else { return .failed }
-        var request = URLRequest(url: url)
-        request.httpMethod = method
-        request.timeoutInterval = configuration.timeout
-        for (name, value) in configuration.headers { request.setValue(value, forHTTPHeaderField: name) }
-        do {
-            let (data, response): (Data, URLResponse)
-            if let body {
-                (data, response) = try await session.upload(for: request, from: body)
-            } else {
-                (data, response) = try await session.data(for: request)
-            }
-            guard let http = response as? HTTPURLResponse else {
-                markDown("not an HTTP response")
-                return .failed
-            }
-            switch http.statusCode {
+    private func request(_ method: String, _ path: String, body: [UInt8]? = nil) async -> Outcome {
+        guard isUp else { return .failed }
+        let headers = configuration.headers.map { "\($0.key): \($0.value)" }
+        switch await client.perform(method, url: configuration.baseURL + "/" + path, headers: headers, body: body) {
+        case .failure(let failure):
+            markDown(failure.description)
+            return .failed
+        case .success(let reply):
+            switch reply.status {
             case 200..<300:
                 markUp()
-                return .ok(data)
+                return .ok(reply.body)
             case 404:
                 return .notFound
             default:
-                markDown("HTTP \(http.statusCode) for \(method) \(path)")
+                markDown("HTTP \(reply.status) for \(method) \(path)")
                 return .failed
             }
-        } catch {
-            markDown("\(error.localizedDescription)")
-            return .failed
         }
     }
 
@@ -125,14 +108,14 @@ public final class HTTPRemote: Sendable {
     public func manifest(for key: SHA256Digest) async -> [UInt8]? {
         guard case .ok(let data) = await request("GET", "ac/" + key.hex) else { return nil }
         counters.remoteBytesDownloaded.add(Int64(data.count))
-        return [UInt8](data)
+        return data
     }
 
     /// The chunk with this hash, checked against it; nil if missing, unreachable or wrong.
     public func chunk(_ digest: SHA256Digest, size: Int) async -> [UInt8]? {
         guard case .ok(let data) = await request("GET", "cas/" + digest.hex) else { return nil }
         counters.remoteBytesDownloaded.add(Int64(data.count))
-        let bytes = [UInt8](data)
+        let bytes = data
         guard bytes.count == size, SHA256.hash(bytes) == digest else {
             markDown("chunk \(digest.hex.prefix(16)) came back wrong (\(bytes.count) bytes)")
             return nil
@@ -159,11 +142,11 @@ public final class HTTPRemote: Sendable {
                 guard (try? bytes.withUnsafeMutableBytes({ try descriptor.readFully(into: $0, at: offset) })) == chunk.size,
                     SHA256.hash(bytes) == chunk.digest
                 else { return }  // the file changed under us: upload nothing that does not check out
-                guard case .ok = await request("PUT", "cas/" + chunk.digest.hex, body: Data(bytes)) else { return }
+                guard case .ok = await request("PUT", "cas/" + chunk.digest.hex, body: bytes) else { return }
                 counters.remoteBytesUploaded.add(Int64(chunk.size))
             }
         }
-        guard case .ok = await request("PUT", "ac/" + key.hex, body: Data(manifest)) else { return }
+        guard case .ok = await request("PUT", "ac/" + key.hex, body: manifest) else { return }
         counters.remoteBytesUploaded.add(Int64(manifest.count))
     }
 }
