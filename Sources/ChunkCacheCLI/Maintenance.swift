@@ -1,6 +1,10 @@
 import ArgumentParser
 import ChunkStore
-import Foundation
+import FileIO
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension ChunkCacheCommand {
     struct Trim: ParsableCommand {
@@ -50,8 +54,7 @@ extension ChunkCacheCommand {
             let onTerminal = isatty(2) != 0
             let report = try chunkStore.verify(repair: repair) { done, total in
                 if onTerminal, done % 100 == 0 || done == total {
-                    FileHandle.standardError.write(Data("\rverifying \(done)/\(total)".utf8))
-                    if done == total { FileHandle.standardError.write(Data("\n".utf8)) }
+                    try? FileDescriptor.standardError.writeAll(Array("\rverifying \(done)/\(total)\(done == total ? "\n" : "")".utf8))
                 }
             }
             try chunkStore.counters.flush()
@@ -62,4 +65,3 @@ extension ChunkCacheCommand {
     }
 }
 
-func format(_ bytes: Int64) -> String { ByteCountFormatter.string(fromByteCount: bytes, countStyle: .binary) }

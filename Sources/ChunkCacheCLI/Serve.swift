@@ -2,7 +2,6 @@ import ArgumentParser
 import CacheProg
 import ChunkCache
 import ChunkStore
-import Foundation
 import Logging
 
 #if canImport(Glibc)
@@ -69,14 +68,13 @@ extension ChunkCacheCommand {
             logger.logLevel = verbose ? .debug : .warning
             let limits = try budget.resolved()
             let directory = try store.resolvedDirectory
-            let environment = ProcessInfo.processInfo.environment
             var remoteConfiguration: HTTPRemote.Configuration?
-            if let url = remote ?? environment["CHUNKCACHE_REMOTE"], !url.isEmpty {
+            if let url = remote ?? environment("CHUNKCACHE_REMOTE"), !url.isEmpty {
                 var headers: [String: String] = [:]
-                if let header = environment["CHUNKCACHE_REMOTE_HEADER"], let colon = header.firstIndex(of: ":") {
-                    headers[String(header[..<colon]).trimmingCharacters(in: .whitespaces)] = String(header[header.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
+                if let header = environment("CHUNKCACHE_REMOTE_HEADER"), let colon = header.firstIndex(of: ":") {
+                    headers[header[..<colon].trimmed] = header[header.index(after: colon)...].trimmed
                 }
-                let readOnly = remoteReadonly || environment["CHUNKCACHE_REMOTE_READONLY"] == "1"
+                let readOnly = remoteReadonly || environment("CHUNKCACHE_REMOTE_READONLY") == "1"
                 remoteConfiguration = .init(baseURL: url, headers: headers, readOnly: readOnly)
             }
             let handler: ChunkCacheHandler
@@ -85,7 +83,7 @@ extension ChunkCacheCommand {
                 // (scripts/sweep-chunking); a store keeps working across changes, but chunks of one
                 // size never deduplicate against chunks of another.
                 var average = 16 << 10
-                if let text = environment["CHUNKCACHE_CHUNK_AVERAGE"], let value = Int(text), value >= 1024, value <= 1 << 22,
+                if let text = environment("CHUNKCACHE_CHUNK_AVERAGE"), let value = Int(text), value >= 1024, value <= 1 << 22,
                     value.nonzeroBitCount == 1
                 {
                     average = value
@@ -101,7 +99,7 @@ extension ChunkCacheCommand {
                     store: chunkStore,
                     budget: .init(
                         maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes(),
-                        keepInMemory: keepInMemory || environment["CHUNKCACHE_KEEP_IN_MEMORY"] == "1",
+                        keepInMemory: keepInMemory || environment("CHUNKCACHE_KEEP_IN_MEMORY") == "1",
                         liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot),
                         recompressLevel: try recompressionLevel()),
                     remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) },

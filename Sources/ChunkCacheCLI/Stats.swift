@@ -1,7 +1,10 @@
 import ArgumentParser
 import ChunkStore
 import FileIO
-import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension ChunkCacheCommand {
     struct Stats: ParsableCommand {
@@ -18,14 +21,9 @@ extension ChunkCacheCommand {
             // Live files in memory belong to this user's runs of every store (one /dev/shm root).
             let liveInMemory = FileSystem.allocatedSize(of: "/dev/shm/chunkcache-\(getuid())")
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                var object = try JSONSerialization.jsonObject(with: encoder.encode(stats)) as! [String: Any]
-                object["dedupRatio"] = stats.dedupRatio
-                object["compressionRatio"] = stats.compressionRatio
-                object["liveBytesInMemory"] = liveInMemory
-                let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                print(String(decoding: data, as: UTF8.self))
+                print(jsonObject(stats, adding: [
+                    "dedupRatio": "\(stats.dedupRatio)", "compressionRatio": "\(stats.compressionRatio)", "liveBytesInMemory": "\(liveInMemory)",
+                ]))
                 return
             }
             let size = format
@@ -33,12 +31,12 @@ extension ChunkCacheCommand {
             print("""
                 outputs          \(stats.outputs) (\(stats.inlineOutputs) inline)
                 logical size     \(size(stats.logicalBytes))
-                unique size      \(size(stats.uniqueBytes))  (dedup \(String(format: "%.2f", stats.dedupRatio))x)
-                stored size      \(size(stats.storedBytes))  (compression \(String(format: "%.2f", stats.compressionRatio))x)
+                unique size      \(size(stats.uniqueBytes))  (dedup \(fixed(stats.dedupRatio, digits: 2))x)
+                stored size      \(size(stats.storedBytes))  (compression \(fixed(stats.compressionRatio, digits: 2))x)
                 chunks           \(stats.uniqueChunks) unique, \(stats.chunkReferences) references
                 packs            \(stats.packFiles), \(size(stats.packBytes))
                 dictionaries     \(stats.dictionaries), \(size(stats.dictionaryBytes))
-                on disk          \(size(stats.diskBytes))  (\(String(format: "%.3f", saved)) of logical)
+                on disk          \(size(stats.diskBytes))  (\(fixed(saved, digits: 3)) of logical)
                 live files       \(size(stats.liveBytes)) on disk, \(size(liveInMemory)) in memory (all of this user's stores)
                 kept files       \(size(stats.keptBytes))
                 by codec         \(stats.storedBytesByCodec.sorted { $0.key < $1.key }.map { "\($0.key) \(size($0.value))" }.joined(separator: ", "))
@@ -47,8 +45,41 @@ extension ChunkCacheCommand {
                 damaged          \(stats.damaged)
                 evictions        \(stats.evictions)
                 remote           \(stats.remoteHits) hits, \(stats.remoteErrors) errors, \(size(stats.remoteBytesDownloaded)) down, \(size(stats.remoteBytesUploaded)) up
-                last trim        \(stats.lastTrim == 0 ? "never" : Date(timeIntervalSince1970: Double(stats.lastTrim) / 1e9).description)
+                last trim        \(stats.lastTrim == 0 ? "never" : utcTimestamp(nanoseconds: stats.lastTrim))
                 """)
         }
     }
+}
+
+/// The statistics as a JSON object with sorted keys: every stored property (numbers, and
+/// objects of numbers), plus `extra` members given as JSON text.
+private func jsonObject(_ stats: StoreStatistics, adding extra: [String: String]) -> String {
+    func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+    func value(_ any: Any, indent: String) -> String {
+        switch any {
+        case let number as any BinaryInteger: return "\(number)"
+        case let number as Double: return "\(number)"
+        case let object as [String: Int64]:
+            guard !object.isEmpty else { return "{}" }
+            let members = object.sorted { $0.key < $1.key }.map { "\(indent)  \(quoted($0.key)) : \($0.value)" }
+            return "{\n" + members.joined(separator: ",\n") + "\n\(indent)}"
+        default: return quoted("\(any)")
+        }
+    }
+    var members = extra
+    for child in Mirror(reflecting: stats).children {
+        if let label = child.label { members[label] = value(child.value, indent: "  ") }
+    }
+    return "{\n" + members.sorted { $0.key < $1.key }.map { "  \(quoted($0.key)) : \($0.value)" }.joined(separator: ",\n") + "\n}"
 }

@@ -1,9 +1,8 @@
 import ArgumentParser
-import Foundation
 
 /// Reads "NUMBER UNIT" against a unit table; `unlimited` (or `none`) is `Double.infinity`.
 private func quantity(_ argument: String, units: [String: Double]) -> Double? {
-    let text = argument.trimmingCharacters(in: .whitespaces).lowercased()
+    let text = argument.trimmed.lowercased()
     if text == "unlimited" || text == "none" { return .infinity }
     let digits = text.prefix { $0.isNumber || $0 == "." }
     guard let value = Double(digits), value >= 0, let unit = units[String(text.dropFirst(digits.count))] else { return nil }
@@ -35,7 +34,7 @@ struct ByteSize: ExpressibleByArgument {
 /// (`what` names the kind of value in the error), else nil.
 func setting<T: ExpressibleByArgument>(_ flag: T?, variable: String, what: String) throws -> T? {
     if let flag { return flag }
-    guard let text = ProcessInfo.processInfo.environment[variable], !text.isEmpty else { return nil }
+    guard let text = environment(variable), !text.isEmpty else { return nil }
     guard let parsed = T(argument: text) else { throw ValidationError("\(variable): cannot read \(text.debugDescription) as \(what)") }
     return parsed
 }
