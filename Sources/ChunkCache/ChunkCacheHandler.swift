@@ -204,7 +204,7 @@ public final class ChunkCacheHandler: CacheHandler {
             // the process's peak stays that of the busier of the two.
             Memory.returnFreePages()
             do {
-                let report = try store.recompressNewChunks(level: level)
+                let report = try store.recompressNewChunks(level: level, lowPriority: true)
                 if report.chunks > 0 {
                     logger.debug("recompressed \(report.chunks) chunks at zstd-\(level): \(report.bytesBefore) → \(report.bytesAfter) bytes")
                 }

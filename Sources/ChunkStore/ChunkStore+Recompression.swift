@@ -71,14 +71,18 @@ extension ChunkStore {
     /// any moment: new records are written before one catalog transaction points the chunks at
     /// them, and an old pack is deleted only after that; a reader that finds a pack gone looks
     /// the chunk up again. Chunks that would not shrink keep their record, copied as they are.
+    ///
+    /// With `lowPriority`, the threads doing the work (this one and dispatch's workers) lower
+    /// their CPU priority for good (Linux lets an unprivileged process lower it, not raise it
+    /// back): for a process that is about to end, as chunkcache is after the go command left.
     @discardableResult
-    public func recompressNewChunks(level: Int32) throws -> RecompressionReport {
+    public func recompressNewChunks(level: Int32, lowPriority: Bool = false) throws -> RecompressionReport {
         guard !isReadOnly, compressor.codec == .zstd, level > compressor.level else {
             _ = packs.takeCreatedPacks()
             return RecompressionReport()
         }
         let stronger = Compressor(codec: .zstd, level: level)
-        Self.lowerThisThreadsPriority()
+        if lowPriority { Self.lowerThisThreadsPriority() }
         return try lock.withShared {
             packs.finishAppending()
             let created = packs.takeCreatedPacks()
@@ -94,7 +98,7 @@ extension ChunkStore {
                 let chunks = try catalog.chunks(in: pack)
                 for batchStart in stride(from: 0, to: chunks.count, by: Self.recompressionBatch) {
                     let batch = chunks[batchStart..<min(batchStart + Self.recompressionBatch, chunks.count)]
-                    let encoded = try recompress(batch, with: stronger, dictionary: dictionary)
+                    let encoded = try recompress(batch, with: stronger, dictionary: dictionary, lowPriority: lowPriority)
                     for ((digest, location), record) in zip(batch, encoded) {
                         // A damaged chunk is forgotten with the old pack below; its outputs become misses.
                         guard let record else { continue }
@@ -132,12 +136,12 @@ extension ChunkStore {
     /// Decodes each chunk of `batch` and encodes it with `stronger`, on every core (recompression
     /// runs after the go command has exited, at low priority). Returns, in order, each chunk's new
     /// codec and payload (its old ones if they would not shrink), or nil for a damaged chunk.
-    private func recompress(_ batch: ArraySlice<(SHA256Digest, ChunkLocation)>, with stronger: Compressor, dictionary: CompressionDictionary?) throws -> [(codec: Codec, payload: [UInt8])?] {
+    private func recompress(_ batch: ArraySlice<(SHA256Digest, ChunkLocation)>, with stronger: Compressor, dictionary: CompressionDictionary?, lowPriority: Bool) throws -> [(codec: Codec, payload: [UInt8])?] {
         let items = Array(batch)
         let results = Mutex<[Result<(codec: Codec, payload: [UInt8])?, any Error>?]>(Array(repeating: nil, count: items.count))
         let next = AtomicCounter()
         DispatchQueue.concurrentPerform(iterations: min(Self.decodingThreads, items.count)) { _ in
-            Self.lowerThisThreadsPriority()
+            if lowPriority { Self.lowerThisThreadsPriority() }
             var record: [UInt8] = []
             var plain: [UInt8] = []
             while true {

@@ -395,7 +395,7 @@ public final class ChunkStore: Sendable {
             }
         }
         let threads = min(Self.decodingThreads, list.count)
-        guard threads > 1, total >= 256 << 10 else {
+        guard threads > 1, total >= 64 << 10 else {
             if let previous { try descriptor.writeAll(previous) }
             var record: [UInt8] = []
             for index in list.indices { try decodeOne(index, record: &record) }
