@@ -34,9 +34,20 @@ public struct CompressionDictionary: Hashable, Sendable {
         guard samples.count >= sampleBytesNeeded, !sizes.isEmpty else { return nil }
         var dictionary = [UInt8](repeating: 0, count: capacity)
         let lengths = sizes.map { Int($0) }
+        // fastCover with segments of 1,000 bytes: on Go outputs, its own choice (tuned for zstd-3)
+        // was 50-byte segments and an 18 KiB dictionary, which saved 2.6 % less at zstd-15.
+        var parameters = ZDICT_fastCover_params_t()
+        parameters.k = 1000
+        parameters.d = 8
+        parameters.f = 20
+        parameters.splitPoint = 1.0
+        parameters.accel = 1
+        parameters.zParams.compressionLevel = 15
         let written = dictionary.withUnsafeMutableBytes { out in
             samples.withUnsafeBytes { input in
-                lengths.withUnsafeBufferPointer { ZDICT_trainFromBuffer(out.baseAddress, out.count, input.baseAddress, $0.baseAddress, UInt32($0.count)) }
+                lengths.withUnsafeBufferPointer {
+                    ZDICT_trainFromBuffer_fastCover(out.baseAddress, out.count, input.baseAddress, $0.baseAddress, UInt32($0.count), parameters)
+                }
             }
         }
         guard ZDICT_isError(written) == 0 else { return nil }
