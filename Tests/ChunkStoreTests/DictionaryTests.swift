@@ -129,6 +129,35 @@ struct DictionaryTests {
         #expect(try restored.verify(repair: false).isHealthy)
     }
 
+    @Test("a store with a dictionary of its own imports another store's archive: both dictionaries kept, every output reads")
+    func importAcrossDictionaries() throws {
+        let first = try TemporaryStore()
+        let a = try first.open(.init(level: 1))
+        let bodiesA = try fill(a, 0..<4)
+        try a.recompressNewChunks(level: 15)
+        let archive = first.path + "/a.archive"
+        try a.exportArchive(to: archive)
+
+        let second = try TemporaryStore()
+        let b = try second.open(.init(level: 1))
+        var bodiesB: [Int: [UInt8]] = [:]
+        for n in 10..<14 {
+            let body = compressibleBytes(400_000, seed: UInt64(900 + n))
+            try b.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            bodiesB[n] = body
+        }
+        try b.recompressNewChunks(level: 15)
+        let own = try #require(try b.storeDictionary())
+        #expect(try a.storeDictionary() != own, "each store trained its own")
+
+        try b.importArchives([archive])
+        #expect(try b.catalog.dictionaries().count == 2)
+        #expect(try b.storeDictionary() == own, "new chunks keep using the store's first dictionary")
+        let reopened = try second.open()
+        for (n, body) in bodiesA.merging(bodiesB, uniquingKeysWith: { x, _ in x }) { #expect(try second.read(reopened, n) == body) }
+        #expect(try reopened.verify(repair: false).isHealthy)
+    }
+
     @Test("a catalog from before dictionaries (version 1) is upgraded when opened")
     func upgradesVersionOne() throws {
         let temp = try TemporaryStore()
