@@ -179,7 +179,7 @@ extension ChunkStore {
             guard rawSize > 0, rawSize <= 1 << 24 else { throw ArchiveError(description: "\(path): bad chunk size") }
             var plain = [UInt8](repeating: 0, count: rawSize)
             do {
-                try plain.withUnsafeMutableBytes { try compressor.decompress(UnsafeRawBufferPointer(rebasing: raw[37...]), codec: codec, into: $0) }
+                _ = try plain.withUnsafeMutableBytes { try compressor.decompress(UnsafeRawBufferPointer(rebasing: raw[37...]), codec: codec, into: $0) }
             } catch {
                 throw ArchiveError(description: "\(path): chunk \(digest.hex.prefix(16)) does not decode")
             }

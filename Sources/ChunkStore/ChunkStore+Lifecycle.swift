@@ -165,7 +165,7 @@ extension ChunkStore {
                 switch manifest.content {
                 case .inline(let codec, let payload):
                     var plain = [UInt8](repeating: 0, count: Int(manifest.size))
-                    try payload.withUnsafeBytes { input in try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: codec, into: $0) } }
+                    _ = try payload.withUnsafeBytes { input in try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: codec, into: $0) } }
                     hasher.update(plain)
                 case .chunks(let chunks):
                     for chunk in chunks {

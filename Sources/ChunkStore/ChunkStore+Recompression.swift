@@ -45,7 +45,7 @@ extension ChunkStore {
             let start = samples.count
             samples.append(contentsOf: repeatElement(0, count: Int(location.rawSize)))
             do {
-                try packs.withPayload(digest, at: location, buffer: &record) { payload in
+                _ = try packs.withPayload(digest, at: location, buffer: &record) { payload in
                     try samples.withUnsafeMutableBytes { try compressor.decompress(payload, codec: location.codec, into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
                 }
                 sizes.append(Int(location.rawSize))

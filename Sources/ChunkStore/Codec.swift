@@ -56,6 +56,16 @@ public final class Compressor: Sendable {
         self.dictionarySource = dictionarySource
     }
 
+    /// A compression context at this compressor's level, writing a checksum of its content
+    /// (XXH64, 4 bytes) into every frame, which decoding checks: what lets a get skip SHA-256 of
+    /// each chunk (see `decompress`).
+    private func newCompressionContext() -> ZstdContext {
+        let context = ZstdContext(pointer: ZSTD_createCCtx()!)
+        ZSTD_CCtx_setParameter(context.pointer, ZSTD_c_compressionLevel, level)
+        ZSTD_CCtx_setParameter(context.pointer, ZSTD_c_checksumFlag, 1)
+        return context
+    }
+
     /// Makes `dictionary` available for compressing and decompressing. False if zstd rejects it.
     @discardableResult
     public func add(_ dictionary: CompressionDictionary) -> Bool {
@@ -101,12 +111,16 @@ public final class Compressor: Sendable {
         let worthIt = input.count - input.count / 32
         switch codec {
         case .zstd:
-            let context = compressionContexts.withLock { $0.popLast() } ?? ZstdContext(pointer: ZSTD_createCCtx()!)
-            let written: Int
-            if let dictionary, let cdict = digested(dictionary)?.forCompression(level: level) {
-                written = ZSTD_compress_usingCDict(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, cdict)
-            } else {
-                written = ZSTD_compressCCtx(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, level)
+            var context = compressionContexts.withLock { $0.popLast() } ?? newCompressionContext()
+            // Parameters stick to a context between frames; only the dictionary may change.
+            let owner = dictionary.flatMap { digested($0) }
+            let cdict = owner?.forCompression(level: level)
+            if cdict != context.dictionary {
+                ZSTD_CCtx_refCDict(context.pointer, cdict)
+                context.dictionary = cdict
+            }
+            let written = withExtendedLifetime(owner) {
+                ZSTD_compress2(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count)
             }
             compressionContexts.withLock { $0.append(context) }
             if ZSTD_isError(written) == 0, written < worthIt { return (.zstd, written) }
@@ -131,12 +145,18 @@ public final class Compressor: Sendable {
         return codec
     }
 
-    /// Decodes `input` (written with `codec`) into exactly `rawSize` bytes at `output`.
-    public func decompress(_ input: UnsafeRawBufferPointer, codec: Codec, into output: UnsafeMutableRawBufferPointer) throws {
+    /// Decodes `input` (written with `codec`) into exactly `output.count` bytes at `output`.
+    /// Returns true if the codec itself checked the decoded bytes against a checksum stored with
+    /// them (zstd frames written with one, as this compressor writes them), so that damage to the
+    /// stored bytes cannot go unnoticed; false if only the caller can tell (raw data, zlib,
+    /// zstd frames without a checksum).
+    @discardableResult
+    public func decompress(_ input: UnsafeRawBufferPointer, codec: Codec, into output: UnsafeMutableRawBufferPointer) throws -> Bool {
         switch codec {
         case .raw:
             guard input.count == output.count else { throw CorruptData(description: "raw chunk has \(input.count) bytes, expected \(output.count)") }
             output.copyMemory(from: input)
+            return false
         case .zstd:
             let context = decompressionContexts.withLock { $0.popLast() } ?? ZstdContext(pointer: ZSTD_createDCtx()!)
             defer { decompressionContexts.withLock { $0.append(context) } }
@@ -152,6 +172,7 @@ public final class Compressor: Sendable {
             guard ZSTD_isError(written) == 0, written == output.count else {
                 throw CorruptData(description: "zstd chunk does not decode to \(output.count) bytes")
             }
+            return Self.hasContentChecksum(input)
         case .zlib:
             var length = uLong(output.count)
             let status = uncompress(output.baseAddress?.assumingMemoryBound(to: Bytef.self), &length,
@@ -159,7 +180,16 @@ public final class Compressor: Sendable {
             guard status == Z_OK, Int(length) == output.count else {
                 throw CorruptData(description: "zlib chunk does not decode to \(output.count) bytes")
             }
+            return false
         }
+    }
+}
+
+extension Compressor {
+    /// Whether a zstd frame stores a checksum of its content (RFC 8878: bit 2 of the frame header
+    /// descriptor, the byte after the 4-byte magic number), which zstd verifies when decoding it.
+    static func hasContentChecksum(_ frame: UnsafeRawBufferPointer) -> Bool {
+        frame.count > 4 && UInt32(littleEndian: frame.loadUnaligned(as: UInt32.self)) == 0xFD2F_B528 && frame[4] & 0x04 != 0
     }
 }
 
@@ -169,4 +199,6 @@ public final class Compressor: Sendable {
 /// single task at a time (taken out under the lock, used, put back), so it is never shared.
 private struct ZstdContext: @unchecked Sendable {
     let pointer: OpaquePointer
+    /// The compression dictionary the context references (compression contexts only).
+    var dictionary: OpaquePointer?
 }

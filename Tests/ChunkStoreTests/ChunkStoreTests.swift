@@ -101,6 +101,32 @@ struct ChunkStoreTests {
         #expect(try temp.read(reopened, 1) == body)
     }
 
+    @Test("wherever a pack is damaged, a read fails or returns the exact output: never other bytes")
+    func damageAnywhere() throws {
+        let body = compressibleBytes(120_000, seed: 14)
+        var noticed = 0
+        let flips = 150
+        for step in 0..<flips {
+            // A fresh store each time: a read forgets the chunks it finds damaged.
+            let temp = try TemporaryStore()
+            let store = try temp.open()
+            try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            try store.recompressNewChunks(level: 15)  // frames as a build leaves them
+            let pack = try #require(try temp.files(in: "packs", suffix: ".pack").first)
+            // One bit anywhere: record headers, frame headers, block headers, literals,
+            // sequences, checksums.
+            var bytes = try FileSystem.readFile(pack)
+            bytes[(step * 7919) % bytes.count] ^= UInt8(1 << (step % 8))
+            try FileSystem.writeFileAtomically(pack, bytes)
+            do {
+                #expect(try temp.read(try temp.open(), 1) == body, "flip \(step) served other bytes")
+            } catch is ChunkStore.DamagedEntry {
+                noticed += 1
+            }
+        }
+        #expect(noticed * 100 >= flips * 95, "nearly every flip is noticed (\(noticed) of \(flips))")
+    }
+
     @Test("a manifest whose chunks are gone is damaged")
     func missingPack() throws {
         let temp = try TemporaryStore()
