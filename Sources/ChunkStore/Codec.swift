@@ -165,7 +165,9 @@ public final class Compressor: Sendable {
             if dictionaryID == 0 {
                 written = ZSTD_decompressDCtx(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count)
             } else if let dictionary = digested(id: dictionaryID) {
-                written = ZSTD_decompress_usingDDict(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, dictionary.decompression)
+                written = withExtendedLifetime(dictionary) {
+                    ZSTD_decompress_usingDDict(context.pointer, output.baseAddress, output.count, input.baseAddress, input.count, dictionary.decompression)
+                }
             } else {
                 throw CorruptData(description: "zstd chunk needs dictionary \(dictionaryID), which is not in the store")
             }
