@@ -16,6 +16,14 @@ struct DictionaryTests {
         return bodies
     }
 
+    /// A store in `temp` holding outputs `range`, recompressed with the dictionary they trained.
+    func storeWithDictionary(_ temp: borrowing TemporaryStore, _ range: Range<Int>) throws -> (ChunkStore, [Int: [UInt8]]) {
+        let store = try temp.open(.init(level: 1))
+        let bodies = try fill(store, range)
+        try store.recompressNewChunks(level: 15)
+        return (store, bodies)
+    }
+
     @Test("the first recompression with enough new chunks trains it; later runs and other processes use it")
     func trainedOnceAndShared() throws {
         let temp = try TemporaryStore()
@@ -98,9 +106,8 @@ struct DictionaryTests {
     @Test("archives carry the dictionary: into an empty store, and only once with a base")
     func archives() throws {
         let source = try TemporaryStore()
-        let store = try source.open(.init(level: 1))
-        var bodies = try fill(store, 0..<4)
-        try store.recompressNewChunks(level: 15)
+        let (store, first) = try storeWithDictionary(source, 0..<4)
+        var bodies = first
         let dictionary = try #require(try store.storeDictionary())
         let base = source.path + "/base.archive"
         try store.exportArchive(to: base)
@@ -132,9 +139,7 @@ struct DictionaryTests {
     @Test("a store with a dictionary of its own imports another store's archive: both dictionaries kept, every output reads")
     func importAcrossDictionaries() throws {
         let first = try TemporaryStore()
-        let a = try first.open(.init(level: 1))
-        let bodiesA = try fill(a, 0..<4)
-        try a.recompressNewChunks(level: 15)
+        let (a, bodiesA) = try storeWithDictionary(first, 0..<4)
         let archive = first.path + "/a.archive"
         try a.exportArchive(to: archive)
 
