@@ -23,7 +23,7 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Compression level of puts (zstd 1-19, default 1, fast: the go command waits for puts, and --recompress-level shrinks the chunks later; zlib 1-9, default 6).", valueName: "n"))
         var level: Int32?
 
-        @Option(help: ArgumentHelp("Once the go command has moved on, recompress the chunks this run stored at this zstd level, with a dictionary trained on the store's own chunks (default: $CHUNKCACHE_RECOMPRESS_LEVEL, else 15; 0 for none). Puts stay at the fast --level; the store ends up smaller, at some CPU after the build, at low priority (15: about 10 s on two cores after a cold `go build std`; 9: 3 s and a sixth more disk).", valueName: "n"))
+        @Option(help: ArgumentHelp("Once the go command has moved on, recompress the chunks this run stored at this zstd level, with a dictionary trained on the store's own chunks (default: $CHUNKCACHE_RECOMPRESS_LEVEL, else 15; 0 for none). Puts stay at the fast --level; the store ends up smaller, at some CPU after the build, at low priority (15: about 13 s on two cores after a cold `go build std`; 9: a few seconds, and about a tenth more disk).", valueName: "n"))
         var recompressLevel: Int32?
 
         @Option(help: ArgumentHelp("Keep up to this much of decompressed outputs between runs, e.g. 2GiB (default: $CHUNKCACHE_KEEP_DECOMPRESSED, else 0: none). Warm builds then link files instead of writing them: faster, at this much more disk.", valueName: "size"))

@@ -64,8 +64,8 @@ extension ChunkStore {
     /// Puts compress at a fast level because the go command waits for them; once it has moved
     /// on, the same chunks can be made smaller at leisure. zstd-15 with a dictionary trained on
     /// the store's own chunks (the first run with enough new chunks trains it) stores Go outputs
-    /// about a sixth smaller than zstd-9 alone and decompresses as fast. The work is shared
-    /// between the cores at a low CPU priority.
+    /// about an eighth smaller than zstd-9 alone, and decodes about 5 % slower (BENCHMARKS.md).
+    /// The work is shared between the cores.
     ///
     /// Runs beside puts (holding the store's shared lock, so gc waits) and is safe to kill at
     /// any moment: new records are written before one catalog transaction points the chunks at
