@@ -115,12 +115,11 @@ public final class HTTPRemote: Sendable {
     public func chunk(_ digest: SHA256Digest, size: Int) async -> [UInt8]? {
         guard case .ok(let data) = await request("GET", "cas/" + digest.hex) else { return nil }
         counters.remoteBytesDownloaded.add(Int64(data.count))
-        let bytes = data
-        guard bytes.count == size, SHA256.hash(bytes) == digest else {
-            markDown("chunk \(digest.hex.prefix(16)) came back wrong (\(bytes.count) bytes)")
+        guard data.count == size, SHA256.hash(data) == digest else {
+            markDown("chunk \(digest.hex.prefix(16)) came back wrong (\(data.count) bytes)")
             return nil
         }
-        return bytes
+        return data
     }
 
     /// Uploads the chunks the server lacks (asking with HEAD first), then the manifest. The

@@ -52,34 +52,23 @@ extension ChunkCacheCommand {
 }
 
 /// The statistics as a JSON object with sorted keys: every stored property (numbers, and
-/// objects of numbers), plus `extra` members given as JSON text.
+/// objects of numbers), plus `extra` members given as JSON text. Keys are Swift property names
+/// and codec names, which need no escaping.
 private func jsonObject(_ stats: StoreStatistics, adding extra: [String: String]) -> String {
-    func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where scalar.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
     func value(_ any: Any, indent: String) -> String {
         switch any {
         case let number as any BinaryInteger: return "\(number)"
         case let number as Double: return "\(number)"
         case let object as [String: Int64]:
             guard !object.isEmpty else { return "{}" }
-            let members = object.sorted { $0.key < $1.key }.map { "\(indent)  \(quoted($0.key)) : \($0.value)" }
+            let members = object.sorted { $0.key < $1.key }.map { "\(indent)  \"\($0.key)\" : \($0.value)" }
             return "{\n" + members.joined(separator: ",\n") + "\n\(indent)}"
-        default: return quoted("\(any)")
+        default: return "null"  // StoreStatistics holds nothing else
         }
     }
     var members = extra
     for child in Mirror(reflecting: stats).children {
         if let label = child.label { members[label] = value(child.value, indent: "  ") }
     }
-    return "{\n" + members.sorted { $0.key < $1.key }.map { "  \(quoted($0.key)) : \($0.value)" }.joined(separator: ",\n") + "\n}"
+    return "{\n" + members.sorted { $0.key < $1.key }.map { "  \"\($0.key)\" : \($0.value)" }.joined(separator: ",\n") + "\n}"
 }

@@ -104,16 +104,10 @@ final class Catalog: Sendable {
         }
     }
 
-    /// Adds a dictionary unless one with its ID is there; true if the store's dictionary with
-    /// that ID is now this one.
-    func addDictionary(id: UInt32, content: [UInt8], time: Int64) throws -> Bool {
+    /// Adds a dictionary unless one with its ID is there.
+    func addDictionary(id: UInt32, content: [UInt8], time: Int64) throws {
         try database.withLock { database in
-            var stored: [UInt8]?
-            try database.transaction {
-                try database.query("INSERT OR IGNORE INTO dictionaries (id, content, added) VALUES (?, ?, ?)", [.integer(Int64(id)), .blob(content), .integer(time)])
-                try database.query("SELECT content FROM dictionaries WHERE id = ?", [.integer(Int64(id))]) { stored = $0.blob(0) }
-            }
-            return stored == content
+            try database.query("INSERT OR IGNORE INTO dictionaries (id, content, added) VALUES (?, ?, ?)", [.integer(Int64(id)), .blob(content), .integer(time)])
         }
     }
 

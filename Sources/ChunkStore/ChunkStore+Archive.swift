@@ -118,7 +118,7 @@ extension ChunkStore {
                 while let (kind, payload) = try reader.next() {
                     if kind == ArchiveFormat.dictionaryKind {
                         let dictionary = try checkedDictionary(payload, in: path)
-                        _ = try catalog.addDictionary(id: dictionary.id, content: dictionary.bytes, time: WallClock.nanoseconds())
+                        try catalog.addDictionary(id: dictionary.id, content: dictionary.bytes, time: WallClock.nanoseconds())
                         continue
                     }
                     if kind == ArchiveFormat.chunkKind {

@@ -54,7 +54,7 @@ extension ChunkStore {
             }
         }
         guard let trained = CompressionDictionary.train(samples: samples, sizes: sizes) else { return nil }
-        _ = try catalog.addDictionary(id: trained.id, content: trained.bytes, time: WallClock.nanoseconds())
+        try catalog.addDictionary(id: trained.id, content: trained.bytes, time: WallClock.nanoseconds())
         return try storeDictionary()
     }
 

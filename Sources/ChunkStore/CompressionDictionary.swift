@@ -33,7 +33,6 @@ public struct CompressionDictionary: Hashable, Sendable {
     public static func train(samples: [UInt8], sizes: [Int], capacity: Int = 110 << 10) -> CompressionDictionary? {
         guard samples.count >= sampleBytesNeeded, !sizes.isEmpty else { return nil }
         var dictionary = [UInt8](repeating: 0, count: capacity)
-        let lengths = sizes.map { Int($0) }
         // fastCover with segments of 1,000 bytes: on Go outputs, its own choice (tuned for zstd-3)
         // was 50-byte segments and an 18 KiB dictionary, which saved 2.6 % less at zstd-15.
         var parameters = ZDICT_fastCover_params_t()
@@ -45,7 +44,7 @@ public struct CompressionDictionary: Hashable, Sendable {
         parameters.zParams.compressionLevel = 15
         let written = dictionary.withUnsafeMutableBytes { out in
             samples.withUnsafeBytes { input in
-                lengths.withUnsafeBufferPointer {
+                sizes.withUnsafeBufferPointer {
                     ZDICT_trainFromBuffer_fastCover(out.baseAddress, out.count, input.baseAddress, $0.baseAddress, UInt32($0.count), parameters)
                 }
             }
