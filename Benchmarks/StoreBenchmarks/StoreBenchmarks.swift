@@ -87,7 +87,7 @@ let benchmarks: @Sendable () -> Void = {
             for (n, file) in corpus.enumerated() {
                 manifests.append(try store.store(key: keys[n], outputID: outputIDs[n], time: 0, body: .bytes(file)))
             }
-            if recompressed { try store.recompressNewChunks(level: 15) }
+            if recompressed { try store.recompressPendingChunks(level: 15) }
             sync()  // the fresh packs' writeback must not land inside a measurement
             for _ in benchmark.scaledIterations {
                 let live = try LiveFiles(diskRoot: store.liveRoot, memoryRoot: memoryRoot, memoryBudget: inMemory ? 1 << 40 : 0)

@@ -33,12 +33,19 @@ public final class ChunkCacheHandler: CacheHandler {
         /// files are hard links, which must be on the store's filesystem).
         public var liveInMemory: Int64
         /// zstd level at which the chunks a run stored are recompressed once the go command has
-        /// moved on; nil for none (see `ChunkStore.recompressNewChunks`).
+        /// moved on; nil for none (see `ChunkStore.recompressPendingChunks`).
         public var recompressLevel: Int32?
+        /// CPU time that recompression may take after a run, as a multiple of the run's own wall
+        /// time (at least `minimumBackgroundCPU`); what is left waits for a later run.
+        public var backgroundCPUShare: Double
+
+        /// However short the run, recompression may use this much CPU time after it, so that the
+        /// backlog of a long cold build shrinks over the short builds that follow it.
+        public static let minimumBackgroundCPU = Duration.seconds(2)
 
         public init(
             maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0, keepInMemory: Bool = false,
-            liveInMemory: Int64 = 0, recompressLevel: Int32? = nil
+            liveInMemory: Int64 = 0, recompressLevel: Int32? = nil, backgroundCPUShare: Double = 1
         ) {
             self.maxSize = maxSize
             self.maxAge = maxAge
@@ -46,6 +53,12 @@ public final class ChunkCacheHandler: CacheHandler {
             self.keepInMemory = keepInMemory
             self.liveInMemory = liveInMemory
             self.recompressLevel = recompressLevel
+            self.backgroundCPUShare = backgroundCPUShare
+        }
+
+        /// The CPU time recompression may take after a run that lasted `run`.
+        public func backgroundCPU(after run: Duration) -> Duration {
+            max(Self.minimumBackgroundCPU, run * backgroundCPUShare)
         }
     }
 
@@ -58,6 +71,8 @@ public final class ChunkCacheHandler: CacheHandler {
     /// Decompressed outputs kept between runs, if the budget allows any.
     public let kept: KeptOutputs?
     private let used = Mutex<Set<SHA256Digest>>([])
+    /// When this run started: background work after it is bounded by its length.
+    private let started = ContinuousClock.now
 
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
     /// than `liveRetention`. Live files go to `memoryRoot` (see `LiveFiles.privateMemoryRoot`)
@@ -194,7 +209,8 @@ public final class ChunkCacheHandler: CacheHandler {
     /// drains uploads to the remote tier, removes the live files if the go command sent `close`
     /// (a build is over; after a bare end of input, as `go list` does, printed paths may still be
     /// read, so they stay until swept), saves statistics, recompresses what the run stored (at a
-    /// low CPU priority, see `ChunkStore.recompressNewChunks`) and applies the budget.
+    /// low CPU priority and within `Budget.backgroundCPU`, see `ChunkStore.recompressPendingChunks`)
+    /// and applies the budget.
     public func endRun(closed: Bool, logger: Logger) async {
         await drainUploads()
         if closed { live.removeAll() } else { live.markKept() }
@@ -204,9 +220,13 @@ public final class ChunkCacheHandler: CacheHandler {
             // the process's peak stays that of the busier of the two.
             Memory.returnFreePages()
             do {
-                let report = try store.recompressNewChunks(level: level, lowPriority: true)
-                if report.chunks > 0 {
-                    logger.debug("recompressed \(report.chunks) chunks at zstd-\(level): \(report.bytesBefore) → \(report.bytesAfter) bytes")
+                let limit = budget.backgroundCPU(after: ContinuousClock.now - started)
+                let report = try store.recompressPendingChunks(level: level, cpuLimit: limit, lowPriority: true)
+                if report.chunks > 0 || report.packsLeft > 0 {
+                    logger.debug("""
+                        recompressed \(report.chunks) chunks at zstd-\(level): \(report.bytesBefore) → \(report.bytesAfter) bytes; \
+                        \(report.packsLeft) packs left\(report.leftToAnotherProcess ? " to another process" : "")
+                        """)
                 }
             } catch {
                 logger.warning("could not recompress this run's chunks: \(error)")

@@ -26,6 +26,9 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Once the go command has moved on, recompress the chunks this run stored at this zstd level, with a dictionary trained on the store's own chunks (default: $CHUNKCACHE_RECOMPRESS_LEVEL, else 15; 0 for none). Puts stay at the fast --level; the store ends up smaller, at some CPU after the build, at low priority (15: about 13 s on two cores after a cold `go build std`; 9: a few seconds, and about a tenth more disk).", valueName: "n"))
         var recompressLevel: Int32?
 
+        @Option(help: ArgumentHelp("CPU time recompression may take once the go command has gone, as a multiple of the run's own time, at least 2 s (default: $CHUNKCACHE_BACKGROUND_CPU, else 1). What is left is pending (see `stats`) and done after later runs; one process at a time recompresses a store.", valueName: "factor"))
+        var backgroundCpu: Double?
+
         @Option(help: ArgumentHelp("Keep up to this much of decompressed outputs between runs, e.g. 2GiB (default: $CHUNKCACHE_KEEP_DECOMPRESSED, else 0: none). Warm builds then link files instead of writing them: faster, at this much more disk.", valueName: "size"))
         var keepDecompressed: ByteSize?
 
@@ -56,6 +59,7 @@ extension ChunkCacheCommand {
                 guard range.contains(level) else { throw ValidationError("--level for \(codec) must be in \(range.lowerBound)...\(range.upperBound)") }
             }
             _ = try recompressionLevel()
+            _ = try backgroundCPUShare()
         }
 
         func run() async throws {
@@ -101,7 +105,7 @@ extension ChunkCacheCommand {
                         maxSize: limits.maxSize, maxAge: limits.maxAge, keepDecompressed: try keepBytes(),
                         keepInMemory: keepInMemory || environment("CHUNKCACHE_KEEP_IN_MEMORY") == "1",
                         liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot),
-                        recompressLevel: try recompressionLevel()),
+                        recompressLevel: try recompressionLevel(), backgroundCPUShare: try backgroundCPUShare()),
                     remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) },
                     memoryRoot: memoryRoot)
             } catch {
@@ -127,6 +131,12 @@ extension ChunkCacheCommand {
             let chosen = try setting(recompressLevel, variable: "CHUNKCACHE_RECOMPRESS_LEVEL", what: "a number") ?? 15
             guard (0...19).contains(chosen) else { throw ValidationError("--recompress-level must be in 0...19 (0 for none), not \(chosen)") }
             return chosen == 0 ? nil : chosen
+        }
+
+        private func backgroundCPUShare() throws -> Double {
+            let share = try setting(backgroundCpu, variable: "CHUNKCACHE_BACKGROUND_CPU", what: "a number") ?? 1
+            guard share.isFinite, share >= 0 else { throw ValidationError("--background-cpu must be a number ≥ 0, not \(share)") }
+            return share
         }
 
         private func liveInMemoryBytes() throws -> Int64 {

@@ -35,6 +35,7 @@ extension ChunkCacheCommand {
                 stored size      \(size(stats.storedBytes))  (compression \(fixed(stats.compressionRatio, digits: 2))x)
                 chunks           \(stats.uniqueChunks) unique, \(stats.chunkReferences) references
                 packs            \(stats.packFiles), \(size(stats.packBytes))
+                pending          \(stats.pendingPackFiles) packs, \(size(stats.pendingPackBytes)) awaiting recompression
                 dictionaries     \(stats.dictionaries), \(size(stats.dictionaryBytes))
                 on disk          \(size(stats.diskBytes))  (\(fixed(saved, digits: 3)) of logical)
                 live files       \(size(stats.liveBytes)) on disk, \(size(liveInMemory)) in memory (all of this user's stores)

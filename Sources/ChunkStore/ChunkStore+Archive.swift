@@ -125,7 +125,7 @@ extension ChunkStore {
                         let chunk = try checkedChunk(payload, in: path)
                         guard added[chunk.digest] == nil, try catalog.location(of: chunk.digest) == nil else { continue }
                         added[chunk.digest] = try payload.withUnsafeBytes { raw in
-                            try packs.append(chunk.digest, codec: chunk.codec, rawSize: chunk.rawSize, payload: UnsafeRawBufferPointer(rebasing: raw[37...]))
+                            try packs.append(chunk.digest, codec: chunk.codec, rawSize: chunk.rawSize, payload: UnsafeRawBufferPointer(rebasing: raw[37...]), pending: false)
                         }
                         report.chunks += 1
                         continue

@@ -73,12 +73,14 @@ extension ChunkStore {
                     report.packsRemoved += 1
                     report.bytesFreed += size
                 } else if Double(live) < Double(size) * compactBelow {
+                    // Chunks of a pack pending recompression stay pending where they move to.
+                    let pending = packs.isPending(pack)
                     var moves: [(SHA256Digest, ChunkLocation)] = []
                     var lost: [SHA256Digest] = []
                     for (digest, location) in rows {
                         do {
                             let moved = try packs.withPayload(digest, at: location, buffer: &record) { payload in
-                                try packs.append(digest, codec: location.codec, rawSize: Int(location.rawSize), payload: payload)
+                                try packs.append(digest, codec: location.codec, rawSize: Int(location.rawSize), payload: payload, pending: pending)
                             }
                             moves.append((digest, moved))
                         } catch is CorruptData {

@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 extension ChunkStore {
-    /// What `recompressNewChunks` did.
+    /// What `recompressPendingChunks` did.
     public struct RecompressionReport: Sendable, Equatable {
         /// Chunks rewritten at the higher level, and their stored bytes before and after.
         public var chunks = 0
@@ -18,6 +18,11 @@ extension ChunkStore {
         public var packs = 0
         /// The zstd ID of the dictionary the chunks were compressed with, if any.
         public var dictionary: UInt32?
+        /// Packs still pending afterwards: the CPU limit was reached, or a running process still
+        /// appends to them. A later run takes them up.
+        public var packsLeft = 0
+        /// Another process was recompressing this store, so this one left the work to it.
+        public var leftToAnotherProcess = false
     }
 
     /// The store's dictionary (the first one added), if it has one.
@@ -26,7 +31,7 @@ extension ChunkStore {
     }
 
     /// The store's dictionary; if it has none yet, one trained on a sample of the chunks in
-    /// `packs` and added to the store (nil if they are too few to learn from). When two
+    /// `created` (pending packs) and added to the store (nil if they are too few to learn from). When two
     /// processes train at once, both keep using the one added first.
     func storeDictionary(orTrainOn created: [UInt64]) throws -> CompressionDictionary? {
         if let existing = try storeDictionary() { return existing }
@@ -58,8 +63,9 @@ extension ChunkStore {
         return try storeDictionary()
     }
 
-    /// Rewrites the chunks this process stored (in the packs it created) with zstd at `level`
-    /// and the store's dictionary, into fresh packs, and deletes the old ones.
+    /// Rewrites the chunks puts stored at a fast level (in packs marked pending, whichever
+    /// process wrote them) with zstd at `level` and the store's dictionary, into fresh packs, and
+    /// deletes the old ones; oldest packs first.
     ///
     /// Puts compress at a fast level because the go command waits for them; once it has moved
     /// on, the same chunks can be made smaller at leisure. zstd-15 with a dictionary trained on
@@ -67,61 +73,102 @@ extension ChunkStore {
     /// about an eighth smaller than zstd-9 alone, and decodes about 5 % slower (BENCHMARKS.md).
     /// The work is shared between the cores.
     ///
+    /// One process at a time does this work for the whole store (`recompress.lock`): another
+    /// that finds it taken leaves its pending packs to it or to a later run, so concurrent builds
+    /// do not each load the cores. With `cpuLimit`, it stops between batches once this process
+    /// has used that much CPU time since the call (at least one batch is done, so every run makes
+    /// progress); what is left stays pending. Packs a running process still appends to are left.
+    ///
     /// Runs beside puts (holding the store's shared lock, so gc waits) and is safe to kill at
     /// any moment: new records are written before one catalog transaction points the chunks at
-    /// them, and an old pack is deleted only after that; a reader that finds a pack gone looks
-    /// the chunk up again. Chunks that would not shrink keep their record, copied as they are.
+    /// them, and an old pack (and its marker) is deleted only after that; a reader that finds a
+    /// pack gone looks the chunk up again. Chunks that would not shrink keep their record, copied
+    /// as they are.
     ///
     /// With `lowPriority`, the threads doing the work (this one and dispatch's workers) lower
     /// their CPU priority for good (Linux lets an unprivileged process lower it, not raise it
     /// back): for a process that is about to end, as chunkcache is after the go command left.
     @discardableResult
-    public func recompressNewChunks(level: Int32, lowPriority: Bool = false) throws -> RecompressionReport {
-        guard !isReadOnly, compressor.codec == .zstd, level > compressor.level else {
-            _ = packs.takeCreatedPacks()
-            return RecompressionReport()
+    public func recompressPendingChunks(level: Int32, cpuLimit: Duration? = nil, lowPriority: Bool = false) throws -> RecompressionReport {
+        guard !isReadOnly, compressor.codec == .zstd, level > compressor.level else { return RecompressionReport() }
+        let started = ProcessClock.cpuTime()
+        let exclusive = try FileDescriptor.open(directory + "/recompress.lock", [.readWrite, .create, .noFollow], permissions: 0o600)
+        defer { exclusive.close() }
+        guard try exclusive.lock(exclusive: true, wait: false) else {
+            var report = RecompressionReport()
+            report.packsLeft = packs.pendingPacks().count
+            report.leftToAnotherProcess = true
+            return report
         }
         let stronger = Compressor(codec: .zstd, level: level)
         if lowPriority { Self.lowerThisThreadsPriority() }
         return try lock.withShared {
             packs.finishAppending()
-            let created = packs.takeCreatedPacks()
             var report = RecompressionReport()
-            guard !created.isEmpty else { return report }
-            let dictionary = try storeDictionary(orTrainOn: created)
-            if let dictionary { stronger.add(dictionary) }
-            report.dictionary = dictionary?.id
-            for pack in created {
-                var moves: [(SHA256Digest, ChunkLocation)] = []
-                var before: Int64 = 0
-                var after: Int64 = 0
+            let pending = packs.pendingPacks()
+            guard !pending.isEmpty else { return report }
+            func overLimit() -> Bool { cpuLimit.map { ProcessClock.cpuTime() - started >= $0 } ?? false }
+            var dictionary: CompressionDictionary?
+            var trained = false
+            for (index, pack) in pending.enumerated() {
+                if report.chunks > 0 && overLimit() {
+                    report.packsLeft += pending.count - index
+                    break
+                }
+                guard let held = packs.lockForCompaction(pack) else {
+                    if !FileSystem.exists(packs.path(of: pack)) { packs.markRecompressed(pack) }  // a marker left by a crash
+                    else { report.packsLeft += 1 }  // still being appended to
+                    continue
+                }
+                defer { held.close() }
+                if !trained {
+                    dictionary = try storeDictionary(orTrainOn: pending)
+                    if let dictionary { stronger.add(dictionary) }
+                    report.dictionary = dictionary?.id
+                    trained = true
+                }
                 let chunks = try catalog.chunks(in: pack)
+                var finished = true
                 for batchStart in stride(from: 0, to: chunks.count, by: Self.recompressionBatch) {
+                    if report.chunks > 0 && overLimit() {
+                        finished = false
+                        break
+                    }
                     let batch = chunks[batchStart..<min(batchStart + Self.recompressionBatch, chunks.count)]
                     let encoded = try recompress(batch, with: stronger, dictionary: dictionary, lowPriority: lowPriority)
+                    var moves: [(SHA256Digest, ChunkLocation)] = []
                     for ((digest, location), record) in zip(batch, encoded) {
                         // A damaged chunk is forgotten with the old pack below; its outputs become misses.
                         guard let record else { continue }
                         let moved = try record.payload.withUnsafeBytes {
-                            try packs.append(digest, codec: record.codec, rawSize: Int(location.rawSize), payload: $0)
+                            try packs.append(digest, codec: record.codec, rawSize: Int(location.rawSize), payload: $0, pending: false)
                         }
                         moves.append((digest, moved))
-                        before += Int64(location.storedSize)
-                        after += Int64(moved.storedSize)
+                        report.bytesBefore += Int64(location.storedSize)
+                        report.bytesAfter += Int64(moved.storedSize)
                     }
+                    // Each batch is committed as it is done, so a stop at the limit keeps it.
+                    try catalog.relocate(moves)
+                    report.chunks += moves.count
                 }
-                try catalog.relocate(moves)
+                guard finished else {
+                    report.packsLeft += pending.count - index
+                    break
+                }
                 try catalog.deleteChunks(in: pack)
                 try packs.remove(pack)
                 report.packs += 1
-                report.chunks += moves.count
-                report.bytesBefore += before
-                report.bytesAfter += after
             }
             packs.finishAppending()
-            _ = packs.takeCreatedPacks()  // the new packs: already at `level`
             return report
         }
+    }
+
+    /// Bytes in packs still pending recompression, and how many packs (for `stats`).
+    public func pendingRecompression() -> (packs: Int, bytes: Int64) {
+        let pending = packs.pendingPacks()
+        let bytes = pending.reduce(Int64(0)) { $0 + FileSystem.allocatedSize(of: packs.path(of: $1)) }
+        return (pending.count, bytes)
     }
 
     /// Background work: the next build comes first. On Linux, nice is per thread, so each thread

@@ -19,6 +19,7 @@ import Glibc
 ///     STORE/kept/                   decompressed outputs kept between runs, if so configured
 ///     STORE/stats                   counters accumulated across runs
 ///     STORE/gc.lock                 keeps gc and puts apart (see StoreLock)
+///     STORE/recompress.lock         one process at a time recompresses (see recompressPendingChunks)
 ///
 /// It knows nothing of the GOCACHEPROG protocol. Writes go chunks first, then the manifest and
 /// the new chunks' locations in one catalog transaction, so a killed process leaves a valid
@@ -115,7 +116,7 @@ public final class ChunkStore: Sendable {
 
     /// The store's own files and directories: none may be a symbolic link (which could lead
     /// writes outside the store).
-    static let layout = ["VERSION", "catalog.db", "catalog.db-wal", "catalog.db-shm", "packs", "live", "tmp", "kept", "stats", "gc.lock"]
+    static let layout = ["VERSION", "catalog.db", "catalog.db-wal", "catalog.db-shm", "packs", "live", "tmp", "kept", "stats", "gc.lock", "recompress.lock"]
 
     /// Refuses a store that another user could change (or already owns), or that has symbolic
     /// links where its own files belong.

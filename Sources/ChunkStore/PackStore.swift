@@ -16,10 +16,12 @@ public struct ChunkLocation: Hashable, Sendable {
     public var codec: Codec
 }
 
-/// Chunks appended to pack files, one pack at a time per process.
+/// Chunks appended to pack files, one pack at a time per process (and one more for maintenance).
 ///
-///     packs/<id>.pack   records: "CCK1", codec, 3 zero bytes, raw size u32, stored size u32,
-///                       SHA-256 of the raw chunk (32), then the payload
+///     packs/<id>.pack     records: "CCK1", codec, 3 zero bytes, raw size u32, stored size u32,
+///                         SHA-256 of the raw chunk (32), then the payload
+///     packs/<id>.pending  the pack holds chunks as puts stored them (at a fast level), not yet
+///                         recompressed (see `ChunkStore.recompressPendingChunks`)
 ///
 /// Packs avoid the 4 KiB of block slack that a small chunk in a file of its own wastes. A
 /// process writes only packs it created (O_EXCL), so processes never interleave in a file. A
@@ -40,9 +42,14 @@ final class PackStore: Sendable {
         var size: Int64 = 0
     }
 
-    private let writer = Mutex(Writer())
-    /// Packs this process created (and so wrote alone), oldest first.
-    private let created = Mutex<[UInt64]>([])
+    /// The pack puts append to (its chunks are pending recompression), and the one recompression
+    /// appends to: kept apart so that put-level chunks and recompressed ones never share a pack.
+    private struct Writers {
+        var puts = Writer()
+        var maintenance = Writer()
+    }
+
+    private let writers = Mutex(Writers())
     private let readers = Mutex<[UInt64: FileDescriptor]>([:])
 
     init(directory: String, packLimit: Int64 = 256 << 20, readOnly: Bool = false) throws {
@@ -52,8 +59,9 @@ final class PackStore: Sendable {
     }
 
     deinit {
-        writer.withLock { state in
-            state.data?.close()
+        writers.withLock { writers in
+            writers.puts.data?.close()
+            writers.maintenance.data?.close()
         }
         readers.withLock { $0.values.forEach { $0.close() } }
     }
@@ -126,47 +134,78 @@ final class PackStore: Sendable {
     }
 
     /// Writes `batch` at the end of this process's pack (in one write) and returns where each
-    /// record went.
-    func write(_ batch: RecordBatch) throws -> [(SHA256Digest, ChunkLocation)] {
+    /// record went. Puts write to a pack pending recompression; recompressed records go to the
+    /// other pack (`pending` false).
+    func write(_ batch: RecordBatch, pending: Bool = true) throws -> [(SHA256Digest, ChunkLocation)] {
         guard !batch.isEmpty else { return [] }
-        return try writer.withLock { state in
-            if state.data == nil || state.size >= packLimit { try startPack(&state) }
-            let base = state.size
-            try state.data!.writeAll(batch.bytes, at: base)
-            state.size += Int64(batch.count)
-            return batch.entries.map { entry in
-                (entry.digest, ChunkLocation(pack: state.pack, offset: base + Int64(entry.offset), storedSize: entry.storedSize, rawSize: entry.rawSize, codec: entry.codec))
-            }
+        return try writers.withLock { writers in
+            pending ? try write(batch, to: &writers.puts, pending: true) : try write(batch, to: &writers.maintenance, pending: false)
         }
     }
 
-    /// Appends one chunk's encoded payload and returns where it went.
-    func append(_ digest: SHA256Digest, codec: Codec, rawSize: Int, payload: UnsafeRawBufferPointer) throws -> ChunkLocation {
+    private func write(_ batch: RecordBatch, to state: inout Writer, pending: Bool) throws -> [(SHA256Digest, ChunkLocation)] {
+        if state.data == nil || state.size >= packLimit { try startPack(&state, pending: pending) }
+        let base = state.size
+        try state.data!.writeAll(batch.bytes, at: base)
+        state.size += Int64(batch.count)
+        let pack = state.pack
+        return batch.entries.map { entry in
+            (entry.digest, ChunkLocation(pack: pack, offset: base + Int64(entry.offset), storedSize: entry.storedSize, rawSize: entry.rawSize, codec: entry.codec))
+        }
+    }
+
+    /// Appends one chunk's encoded payload and returns where it went: to a pack pending
+    /// recompression or not (see `write`).
+    func append(_ digest: SHA256Digest, codec: Codec, rawSize: Int, payload: UnsafeRawBufferPointer, pending: Bool) throws -> ChunkLocation {
         let batch = RecordBatch(capacity: Self.recordHeaderSize + payload.count)
         batch.add(digest, rawSize: rawSize, maxPayload: payload.count) { out in
             if payload.count > 0 { out.baseAddress!.copyMemory(from: payload.baseAddress!, byteCount: payload.count) }
             return (codec, payload.count)
         }
-        return try write(batch)[0].1
+        return try write(batch, pending: pending)[0].1
     }
 
-    private func startPack(_ state: inout Writer) throws {
+    private func startPack(_ state: inout Writer, pending: Bool) throws {
         state.data?.close()
         state.data = nil
         while true {
             // Below 2^63, so the ID fits SQLite's signed integers unchanged.
             let pack = UInt64.random(in: 1...UInt64(Int64.max))
+            guard !FileSystem.exists(path(of: pack)) else { continue }  // a 1-in-2^63 clash: pick another
+            // The marker first: a crash between the two leaves a marker without a pack (removed
+            // by the next recompression), never put-level chunks nobody will recompress.
+            if pending { try FileSystem.writeFileAtomically(pendingMarker(of: pack), [], permissions: 0o600) }
             do {
                 let data = try FileDescriptor.open(path(of: pack), [.writeOnly, .create, .exclusive, .noFollow], permissions: 0o600)
-                // Held while this process may append: gc leaves a locked pack alone.
+                // Held while this process may append: gc and recompression leave a locked pack alone.
                 _ = try data.lock(exclusive: false, wait: false)
                 state = Writer(pack: pack, data: data, size: 0)
-                created.withLock { $0.append(pack) }
                 return
             } catch let error as SystemError where error.isExists {
-                continue  // a 1-in-2^64 clash: pick another
+                continue
             }
         }
+    }
+
+    func pendingMarker(of pack: UInt64) -> String {
+        directory + "/" + Self.name(of: pack) + ".pending"
+    }
+
+    /// Packs whose chunks are as puts stored them, not yet recompressed, oldest first.
+    func pendingPacks() -> [UInt64] {
+        var found: [(pack: UInt64, time: Int64)] = []
+        for name in (try? FileSystem.contentsOfDirectory(directory)) ?? [] where name.hasSuffix(".pending") && name.count == 24 {
+            guard let pack = UInt64(name.prefix(16), radix: 16) else { continue }
+            found.append((pack, (try? FileSystem.status(of: directory + "/" + name, followLinks: false))?.modificationTime ?? 0))
+        }
+        return found.sorted { $0.time < $1.time }.map(\.pack)
+    }
+
+    func isPending(_ pack: UInt64) -> Bool { FileSystem.exists(pendingMarker(of: pack)) }
+
+    /// Records that `pack` holds no chunk pending recompression any more.
+    func markRecompressed(_ pack: UInt64) {
+        try? FileSystem.remove(pendingMarker(of: pack))
     }
 
     /// Reads a chunk's record into `buffer` (grown as needed), checks that it is the one the
@@ -224,25 +263,19 @@ final class PackStore: Sendable {
         return descriptor
     }
 
-    /// Deletes a pack (its chunks must be referenced nowhere).
+    /// Deletes a pack (its chunks must be referenced nowhere), and its pending marker.
     func remove(_ pack: UInt64) throws {
         if let open = readers.withLock({ $0.removeValue(forKey: pack) }) { open.close() }
         try FileSystem.remove(path(of: pack))
+        markRecompressed(pack)
     }
 
-    /// The packs this process created so far and has not handed over yet; forgets them.
-    func takeCreatedPacks() -> [UInt64] {
-        created.withLock { packs in
-            defer { packs.removeAll() }
-            return packs
-        }
-    }
-
-    /// Closes the pack being appended to, so gc may compact it.
+    /// Closes the packs being appended to, so gc may compact them and recompression rewrite them.
     func finishAppending() {
-        writer.withLock { state in
-            state.data?.close()
-            state = Writer()
+        writers.withLock { writers in
+            writers.puts.data?.close()
+            writers.maintenance.data?.close()
+            writers = Writers()
         }
     }
 }

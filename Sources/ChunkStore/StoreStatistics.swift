@@ -21,6 +21,9 @@ public struct StoreStatistics: Sendable, Codable, Equatable {
     /// Pack files and their size (including chunks no manifest names any more).
     public var packFiles = 0
     public var packBytes: Int64 = 0
+    /// Of those, packs whose chunks are still as puts stored them, awaiting recompression.
+    public var pendingPackFiles = 0
+    public var pendingPackBytes: Int64 = 0
     /// Compression dictionaries in the catalog (normally one) and their size.
     public var dictionaries = 0
     public var dictionaryBytes: Int64 = 0
@@ -81,6 +84,7 @@ extension ChunkStore {
             stats.packFiles += 1
             stats.packBytes += (try? FileSystem.status(of: packs.directory + "/" + name))?.size ?? 0
         }
+        (stats.pendingPackFiles, stats.pendingPackBytes) = pendingRecompression()
         for dictionary in (try? catalog.dictionaries()) ?? [] {
             stats.dictionaries += 1
             stats.dictionaryBytes += Int64(dictionary.count)

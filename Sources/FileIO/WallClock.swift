@@ -13,3 +13,13 @@ public enum WallClock {
         return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
     }
 }
+
+/// CPU time this process has used, all threads together: what a bound on background work is
+/// measured in (wall time would count waiting for the disk or for other processes).
+public enum ProcessClock {
+    public static func cpuTime() -> Duration {
+        var spec = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &spec)
+        return .seconds(Int64(spec.tv_sec)) + .nanoseconds(Int64(spec.tv_nsec))
+    }
+}

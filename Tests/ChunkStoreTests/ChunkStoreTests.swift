@@ -111,7 +111,7 @@ struct ChunkStoreTests {
             let temp = try TemporaryStore()
             let store = try temp.open()
             try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
-            try store.recompressNewChunks(level: 15)  // frames as a build leaves them
+            try store.recompressPendingChunks(level: 15)  // frames as a build leaves them
             let pack = try #require(try temp.files(in: "packs", suffix: ".pack").first)
             // One bit anywhere: record headers, frame headers, block headers, literals,
             // sequences, checksums.

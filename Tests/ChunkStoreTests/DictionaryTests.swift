@@ -20,7 +20,7 @@ struct DictionaryTests {
     func storeWithDictionary(_ temp: borrowing TemporaryStore, _ range: Range<Int>) throws -> (ChunkStore, [Int: [UInt8]]) {
         let store = try temp.open(.init(level: 1))
         let bodies = try fill(store, range)
-        try store.recompressNewChunks(level: 15)
+        try store.recompressPendingChunks(level: 15)
         return (store, bodies)
     }
 
@@ -29,7 +29,7 @@ struct DictionaryTests {
         let temp = try TemporaryStore()
         let first = try temp.open(.init(level: 1))
         var bodies = try fill(first, 0..<6)
-        let report = try first.recompressNewChunks(level: 15)
+        let report = try first.recompressPendingChunks(level: 15)
         let dictionary = try #require(try first.storeDictionary())
         #expect(report.dictionary == dictionary.id)
         #expect(report.bytesAfter < report.bytesBefore)
@@ -39,7 +39,7 @@ struct DictionaryTests {
         for (n, body) in bodies { #expect(try temp.read(other, n) == body) }
         // Its own new chunks are recompressed with the same dictionary, not a second one.
         bodies.merge(try fill(other, 6..<12)) { a, _ in a }
-        #expect(try other.recompressNewChunks(level: 15).dictionary == dictionary.id)
+        #expect(try other.recompressPendingChunks(level: 15).dictionary == dictionary.id)
         #expect(try other.catalog.dictionaries().count == 1)
         #expect(other.statistics().dictionaries == 1)
         #expect(other.statistics().dictionaryBytes == Int64(dictionary.bytes.count))
@@ -53,7 +53,7 @@ struct DictionaryTests {
         let store = try temp.open(.init(level: 1))
         let body = compressibleBytes(200_000, seed: 9)
         try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
-        let report = try store.recompressNewChunks(level: 15)
+        let report = try store.recompressPendingChunks(level: 15)
         #expect(report.chunks > 0)
         #expect(report.dictionary == nil)
         #expect(try store.storeDictionary() == nil)
@@ -65,7 +65,7 @@ struct DictionaryTests {
         let temp = try TemporaryStore()
         let store = try temp.open(.init(level: 1))
         let bodies = try fill(store, 0..<4)
-        #expect(try store.recompressNewChunks(level: 15).dictionary != nil)
+        #expect(try store.recompressPendingChunks(level: 15).dictionary != nil)
         let database = try SQLiteDatabase(path: temp.path + "/store/catalog.db")
         try database.execute("DELETE FROM dictionaries")
         let reopened = try temp.open()
@@ -151,7 +151,7 @@ struct DictionaryTests {
             try b.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
             bodiesB[n] = body
         }
-        try b.recompressNewChunks(level: 15)
+        try b.recompressPendingChunks(level: 15)
         let own = try #require(try b.storeDictionary())
         #expect(try a.storeDictionary() != own, "each store trained its own")
 
@@ -171,7 +171,7 @@ struct DictionaryTests {
         try database.execute("DROP TABLE dictionaries; PRAGMA user_version = 1;")
         let store = try temp.open(.init(level: 1))
         #expect(try temp.read(store, 0) == bodies[0])
-        try store.recompressNewChunks(level: 15)
+        try store.recompressPendingChunks(level: 15)
         #expect(try temp.read(try temp.open(), 0) == bodies[0])
     }
 }
