@@ -115,6 +115,10 @@ extension ChunkStore {
 
     /// Expires outputs unused for `maxAge` nanoseconds, then, if the store is over `maxSize`
     /// bytes, evicts least recently used outputs until it is at most 90 % of it.
+    ///
+    /// With deduplication, evicting an output frees only the chunks no other output names, and
+    /// only once gc rewrites (or deletes) the packs holding them; so the outputs to evict are
+    /// chosen by the bytes that gc would then free (`evictionCount`), not by their size.
     @discardableResult
     public func trim(maxSize: Int64?, maxAge: Int64?) throws -> TrimReport {
         var report = TrimReport()
@@ -122,20 +126,17 @@ extension ChunkStore {
         if let maxAge {
             report.expired = try catalog.deleteManifests(unusedSince: WallClock.nanoseconds() - maxAge)
         }
-        report.garbage = try collectGarbage(compactBelow: 0.9)
+        report.garbage = try collectGarbage(compactBelow: Self.trimCompaction)
         var usage = diskUsage
         if let maxSize, usage > maxSize {
             let target = maxSize / 10 * 9
-            var order = try catalog.actionsByLastUse()[...]
-            while usage > target, !order.isEmpty {
-                // Evict in proportion to the excess, then measure again: with deduplication an
-                // output's share of the disk is only known after collecting.
-                let share = Double(usage - target) / Double(max(usage, 1))
-                let count = max(1, min(order.count, Int(Double(order.count) * share * 1.1)))
+            while usage > target {
+                let order = try catalog.actionsByLastUse()
+                guard !order.isEmpty else { break }
+                let count = try evictionCount(freeing: usage - target, order: order.map(\.key))
                 try catalog.deleteManifests(order.prefix(count).map(\.key))
-                order = order.dropFirst(count)
                 report.evicted += count
-                let garbage = try collectGarbage(compactBelow: 0.9)
+                let garbage = try collectGarbage(compactBelow: Self.trimCompaction)
                 report.garbage.chunksRemoved += garbage.chunksRemoved
                 report.garbage.packsRemoved += garbage.packsRemoved
                 report.garbage.packsCompacted += garbage.packsCompacted
@@ -147,6 +148,51 @@ extension ChunkStore {
         counters.evictions.add(Int64(report.expired + report.evicted))
         counters.lastTrim.add(WallClock.nanoseconds() - counters.lastTrim.current)
         return report
+    }
+
+    /// Packs under this fraction of live bytes are rewritten by trim's gc.
+    static let trimCompaction = 0.9
+
+    /// How many of the actions in `order` (least recently used first) must be evicted for gc to
+    /// free at least `bytes` of packs, at least one: a chunk is freed when the last manifest naming
+    /// it goes, and its pack's dead bytes when the pack falls under `trimCompaction` live (then
+    /// gc rewrites it) or holds nothing (then gc deletes it), as `collectGarbage` does. Inline
+    /// outputs live in the catalog, whose file shrinks only when vacuumed: counted as freeing
+    /// nothing, so the store may end a little under its target, never over it for this reason.
+    func evictionCount(freeing bytes: Int64, order: [SHA256Digest]) throws -> Int {
+        var chunksOf: [SHA256Digest: [SHA256Digest]] = [:]
+        var references: [SHA256Digest: Int32] = [:]
+        for (keyBytes, encoded) in try catalog.allManifests() {
+            guard let key = SHA256Digest(bytes: keyBytes), let manifest = try? Manifest(decoding: encoded),
+                case .chunks(let chunks) = manifest.content
+            else { continue }
+            let digests = chunks.map(\.digest)
+            chunksOf[key] = digests
+            for digest in digests { references[digest, default: 0] += 1 }
+        }
+        let locations = try catalog.allChunks()
+        var live: [UInt64: Int64] = [:]
+        for (digest, location) in locations where references[digest] != nil {
+            live[location.pack, default: 0] += Int64(PackStore.recordHeaderSize) + Int64(location.storedSize)
+        }
+        var size: [UInt64: Int64] = [:]
+        for pack in live.keys { size[pack] = (try? FileSystem.status(of: packs.path(of: pack)))?.size ?? 0 }
+        var freed: Int64 = 0
+        for (index, key) in order.enumerated() {
+            for digest in chunksOf[key] ?? [] {
+                references[digest]! -= 1
+                guard references[digest] == 0, let location = locations[digest], let total = size[location.pack], total > 0 else { continue }
+                let before = live[location.pack]!
+                let after = before - Int64(PackStore.recordHeaderSize) - Int64(location.storedSize)
+                live[location.pack] = after
+                let threshold = Double(total) * Self.trimCompaction
+                // What gc frees of this pack: nothing while it stays mostly live; all its dead
+                // bytes once it falls under the threshold; the rest of it as it shrinks further.
+                if Double(after) < threshold { freed += Double(before) < threshold ? before - after : total - after }
+            }
+            if freed >= bytes { return index + 1 }
+        }
+        return order.count
     }
 
     /// Re-reads every output and checks it against its output ID. With `repair`, damaged

@@ -38,6 +38,27 @@ struct LifecycleTests {
         #expect(store.statistics().evictions == Int64(report.evicted))
     }
 
+    @Test("trim to a size on a store whose outputs share most chunks leaves 85-95 % of it, not far less")
+    func trimSharedChunks() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        // 60 outputs, each six 64 KiB blocks drawn from a pool of 24 (shared with other outputs)
+        // and one block of its own: evicting one output frees little more than its own block.
+        let pool = (0..<24).map { pseudoRandomBytes(64 << 10, seed: UInt64(5000 + $0)) }
+        for n in 0..<60 {
+            var body: [UInt8] = []
+            for k in 0..<6 { body += pool[(n * 7 + k * 5) % pool.count] }
+            body += pseudoRandomBytes(64 << 10, seed: UInt64(6000 + n))
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: Int64(1000 + n), body: .bytes(body))
+        }
+        let budget = store.diskUsage / 2
+        let report = try store.trim(maxSize: budget, maxAge: nil)
+        let left = Double(store.diskUsage) / Double(budget)
+        #expect(left >= 0.85 && left <= 0.95, "left \(left) of the budget after evicting \(report.evicted) of 60")
+        #expect(try store.manifest(for: key(59)) != nil, "the most recently used stay")
+        #expect(try store.verify(repair: false).isHealthy)
+    }
+
     @Test("trim drops outputs unused for longer than the age limit")
     func trimByAge() throws {
         let temp = try TemporaryStore()
