@@ -98,9 +98,15 @@ public final class ChunkCacheHandler: CacheHandler {
         live.sweep(retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
-    /// Where the server should spool large bodies: the store's filesystem, so they are renamed
-    /// into the live directory rather than copied.
+    /// Where the server spools large bodies when `spoolDirectory(forBodyOf:)` names no place:
+    /// the store's filesystem, so they are renamed into the live directory rather than copied.
     public var spoolDirectory: String { store.temporaryDirectory }
+
+    /// Large bodies follow the rule small ones do: in memory (this process's live directory
+    /// there) while the live files' memory budget lasts.
+    public func spoolDirectory(forBodyOf size: Int64) -> String? {
+        live.spoolDirectory(forBodyOf: size)
+    }
 
     public func get(_ actionID: ActionID, context: CacheContext) async throws -> CacheEntry? {
         let key = SHA256Digest(bytes: actionID.bytes)!
@@ -136,9 +142,8 @@ public final class ChunkCacheHandler: CacheHandler {
         let body: ChunkStore.Body
         switch request.body.storage {
         case .file(let spooled):
-            // Spooled on the store's filesystem: renamed, not copied.
-            path = live.diskPath(for: outputID)
-            try FileSystem.rename(spooled, to: path)
+            // Spooled where it is to live (memory, or the store's filesystem): renamed, not copied.
+            path = try live.adopt(spooled, as: outputID)
             body = .file(path: path)
         case .bytes(let bytes):
             path = try live.existing(outputID, size: request.body.size)

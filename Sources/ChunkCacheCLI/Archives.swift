@@ -6,7 +6,7 @@ extension ChunkCacheCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write the store's outputs into one archive file, for CI cache save/restore.",
             discussion: """
-                With --base, writes only what that archive lacks: a feature branch's cache as a small
+                With --base, writes only what that archive lacks: a feature branch's cache as a small \
                 delta over main's. Restore with `chunkcache import BASE DELTA`.
                 """)
 
@@ -22,7 +22,7 @@ extension ChunkCacheCommand {
         var base: String?
 
         func run() throws {
-            let report = try ChunkStore(directory: try store.resolvedDirectory)
+            let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
                 .exportArchive(to: file, usedWithin: usedWithin?.nanoseconds, base: base)
             print("exported \(report.manifests) outputs, \(report.chunks) chunks: \(format(report.bytes))")
         }

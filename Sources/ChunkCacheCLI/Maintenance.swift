@@ -17,7 +17,7 @@ extension ChunkCacheCommand {
 
         func run() throws {
             let limits = try budget.resolved()
-            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory)
+            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
             let report = try chunkStore.trim(maxSize: limits.maxSize, maxAge: limits.maxAge)
             try chunkStore.counters.flush()
             print("expired \(report.expired), evicted \(report.evicted) outputs; \(report.garbage.chunksRemoved) chunks and \(report.garbage.packsRemoved + report.garbage.packsCompacted) packs collected")
@@ -34,7 +34,7 @@ extension ChunkCacheCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            let report = try ChunkStore(directory: try store.resolvedDirectory).collectGarbage()
+            let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly).collectGarbage()
             print("removed \(report.chunksRemoved) chunks, \(report.packsRemoved) empty packs, compacted \(report.packsCompacted) packs; freed \(format(report.bytesFreed))")
         }
     }
@@ -50,7 +50,7 @@ extension ChunkCacheCommand {
         var repair = false
 
         func run() throws {
-            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory)
+            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
             let onTerminal = isatty(2) != 0
             let report = try chunkStore.verify(repair: repair) { done, total in
                 if onTerminal, done % 100 == 0 || done == total {

@@ -17,7 +17,7 @@ extension ChunkCacheCommand {
         var json = false
 
         func run() throws {
-            let stats = try ChunkStore(directory: try store.resolvedDirectory).statistics()
+            let stats = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly).statistics()
             // Live files in memory belong to this user's runs of every store (one /dev/shm root).
             let liveInMemory = FileSystem.allocatedSize(of: "/dev/shm/chunkcache-\(getuid())")
             if json {

@@ -60,6 +60,21 @@ public final class ChunkStore: Sendable {
         public let description: String
     }
 
+    /// A directory that is not a store to open: missing (when only an existing store will do),
+    /// or holding other files and no store (which chunkcache never turns into one).
+    public struct NotAStore: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Whether opening may create a store.
+    public enum Opening: Sendable {
+        /// Create the store if the directory is missing or empty (serving, import).
+        case createIfNeeded
+        /// Open only a store that exists (stats, verify, export, trim, gc): a mistyped path must
+        /// be an error, not a new empty store.
+        case existingOnly
+    }
+
     public let directory: String
     public let configuration: Configuration
     /// The store's filesystem is read-only: gets are served, puts are refused.
@@ -75,15 +90,26 @@ public final class ChunkStore: Sendable {
 
     static let versionLine = "chunkcache store 1\n"
 
-    /// Opens the store at `directory`, creating it (private to this user) if needed.
-    public init(directory: String, configuration: Configuration = Configuration()) throws {
+    /// Opens the store at `directory`, creating it (private to this user) if `opening` allows.
+    /// A directory that holds other files and no store is refused either way, and left as it is.
+    public init(directory: String, configuration: Configuration = Configuration(), opening: Opening = .createIfNeeded) throws {
         self.directory = FileSystem.absolutePath(directory)
         self.configuration = configuration
-        if !FileSystem.exists(self.directory) { try FileSystem.createDirectories(self.directory, permissions: 0o700) }
+        let versionPath = self.directory + "/VERSION"
+        switch opening {
+        case .existingOnly:
+            guard FileSystem.exists(self.directory) else { throw NotAStore(description: "no chunkcache store at \(self.directory): the directory does not exist") }
+            guard FileSystem.exists(versionPath) else { throw NotAStore(description: "\(self.directory) is not a chunkcache store (it has no VERSION file)") }
+        case .createIfNeeded:
+            if !FileSystem.exists(self.directory) {
+                try FileSystem.createDirectories(self.directory, permissions: 0o700)
+            } else if !FileSystem.exists(versionPath), let names = try? FileSystem.contentsOfDirectory(self.directory), !names.isEmpty {
+                throw NotAStore(description: "\(self.directory) holds other files and no chunkcache store; refusing to make a store there (name an empty or new directory)")
+            }
+        }
         try Self.checkOwnership(of: self.directory)
         // A store on a read-only filesystem (a CI cache mounted read-only, say) still serves hits.
         isReadOnly = access(self.directory, W_OK) != 0
-        let versionPath = self.directory + "/VERSION"
         if let existing = try? FileSystem.readFile(versionPath) {
             guard existing == Array(Self.versionLine.utf8) else {
                 throw DamagedEntry(description: "\(self.directory) is not a chunkcache store of this version (VERSION says \(String(decoding: existing, as: UTF8.self).debugDescription))")

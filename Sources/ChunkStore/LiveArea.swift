@@ -51,31 +51,76 @@ public final class LiveArea: Sendable {
         try? FileSystem.writeFileAtomically(directory + "/" + Self.keptMarker, [], permissions: 0o600)
     }
 
+    /// A directory kept on purpose by a process that is gone, and when it was marked.
+    public struct KeptDirectory: Sendable {
+        public let path: String
+        public let keptAt: Int64
+    }
+
     /// Removes other processes' directories whose process is gone: kept ones older than
     /// `retention` (nanoseconds), those of killed processes older than a minute (or `retention`,
-    /// if shorter). Returns the bytes freed.
+    /// if shorter). Returns the kept directories that remain, newest first.
     @discardableResult
-    public static func sweep(root: String, retention: Int64, except own: String? = nil) -> Int64 {
-        guard let names = try? FileSystem.contentsOfDirectory(root) else { return 0 }
+    public static func sweep(root: String, retention: Int64, except own: String? = nil) -> [KeptDirectory] {
+        guard let names = try? FileSystem.contentsOfDirectory(root) else { return [] }
         let now = WallClock.nanoseconds()
-        var freed: Int64 = 0
+        var kept: [KeptDirectory] = []
         for name in names {
             let path = root + "/" + name
             guard path != own, let info = try? FileSystem.status(of: path, followLinks: false), info.isDirectory else { continue }
-            let marked = FileSystem.exists(path + "/" + keptMarker)
-            guard now - info.modificationTime > (marked ? retention : min(retention, Self.killedRetention)) else { continue }
+            let marker = try? FileSystem.status(of: path + "/" + keptMarker, followLinks: false)
+            guard now - info.modificationTime > (marker != nil ? retention : min(retention, Self.killedRetention)) else {
+                if let marker { kept.append(KeptDirectory(path: path, keptAt: marker.modificationTime)) }
+                continue
+            }
             guard let descriptor = try? FileDescriptor.open(path + "/" + lockName, [.readOnly, .noFollow]) else {
                 // No lock file: a directory whose creation was interrupted.
-                freed += FileSystem.allocatedSize(of: path)
                 try? FileSystem.removeTree(path)
                 continue
             }
             defer { descriptor.close() }
             guard (try? descriptor.lock(exclusive: true, wait: false)) == true else { continue }  // alive
-            freed += FileSystem.allocatedSize(of: path)
             try? FileSystem.removeTree(path)
+        }
+        return kept.sorted { $0.keptAt > $1.keptAt }
+    }
+
+    /// Removes the oldest directories kept by processes that are gone until what all kept
+    /// directories under `root` hold (this process's own counted first, never removed; a file
+    /// linked into several counted once) is at most `limit` bytes. Returns the bytes freed.
+    @discardableResult
+    public static func bound(root: String, limit: Int64, own: String?) -> Int64 {
+        var counted = Set<UInt64>()
+        /// Bytes of `directory`'s files not counted yet, and their inodes.
+        func uncounted(in directory: String) -> (bytes: Int64, inodes: [UInt64]) {
+            var bytes: Int64 = 0
+            var inodes: [UInt64] = []
+            for name in (try? FileSystem.contentsOfDirectory(directory)) ?? [] {
+                guard let info = try? FileSystem.status(of: directory + "/" + name, followLinks: false), info.isRegularFile,
+                    !counted.contains(info.inode)
+                else { continue }
+                bytes += info.allocatedSize
+                inodes.append(info.inode)
+            }
+            return (bytes, inodes)
+        }
+        var total: Int64 = 0
+        if let own {
+            let (bytes, inodes) = uncounted(in: own)
+            total = bytes
+            counted.formUnion(inodes)
+        }
+        var freed: Int64 = 0
+        for directory in sweep(root: root, retention: .max, except: own) {
+            let (bytes, inodes) = uncounted(in: directory.path)
+            if total + bytes > limit {
+                try? FileSystem.removeTree(directory.path)
+                freed += bytes
+            } else {
+                total += bytes
+                counted.formUnion(inodes)
+            }
         }
         return freed
     }
 }
-

@@ -1,5 +1,6 @@
 import Digests
 import FileIO
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -21,13 +22,23 @@ public final class LiveFiles: Sendable {
     /// Bytes of files this process may put in memory.
     public let memoryBudget: Int64
     private let memoryUsed = AtomicCounter()
+    /// Directories kept by earlier runs (see `sweep`), newest first, per area: an output found
+    /// there unchanged is linked rather than written again.
+    private let earlierKept = Mutex<(memory: [LiveArea.KeptDirectory], disk: [LiveArea.KeptDirectory])>(([], []))
+
+    /// What the directories kept after a bare end of input (`go list -export`) may hold in all,
+    /// per root (memory, disk), across this user's processes; the oldest go first past it.
+    public let keptLimit: Int64
+    public static let defaultKeptLimit: Int64 = 256 << 20
 
     /// - Parameters:
     ///   - diskRoot: the store's live root.
     ///   - memoryRoot: a private directory on a memory filesystem (see `privateMemoryRoot`), or
     ///     nil; live files go to its `live/`.
     ///   - memoryBudget: at most this many bytes go to memory.
-    public init(diskRoot: String, memoryRoot: String?, memoryBudget: Int64) throws {
+    ///   - keptLimit: see `keptLimit`.
+    public init(diskRoot: String, memoryRoot: String?, memoryBudget: Int64, keptLimit: Int64 = defaultKeptLimit) throws {
+        self.keptLimit = keptLimit
         disk = try LiveArea(root: diskRoot)
         memory = memoryBudget > 0 ? memoryRoot.flatMap { try? LiveArea(root: $0 + "/live") } : nil
         self.memoryBudget = memory == nil ? 0 : memoryBudget
@@ -43,17 +54,20 @@ public final class LiveFiles: Sendable {
         return nil
     }
 
-    /// Where `outputID` goes on the store's filesystem (for a body already there, to be renamed).
-    public func diskPath(for outputID: SHA256Digest) -> String {
-        disk.path(for: outputID)
-    }
-
     /// Creates the file for `outputID` (`size` bytes) through `write`, which must write it
     /// atomically at the path it is given. In memory if the budget allows; if that fails for a
     /// system reason (the memory filesystem is full, say), on disk. Errors of other kinds (such
     /// as damage found while writing) are thrown as they are. Returns the path written.
+    ///
+    /// An unchanged copy of the output in a directory an earlier run kept is linked instead
+    /// (same area, no new bytes), so tools that run `go list -export` over and over hold one
+    /// copy of each export file, not one per run.
     public func create(_ outputID: SHA256Digest, size: Int64, _ write: (String) throws -> Void) throws -> String {
-        let pages = (size + 4095) / 4096 * 4096  // what the file takes in memory
+        let pages = Self.pages(size)
+        if let linked = linkEarlierCopy(outputID, size: size) {
+            if linked.hasPrefix(disk.directory + "/") == false { memoryUsed.add(pages) }
+            return linked
+        }
         if let memory, memoryUsed.add(pages) <= memoryBudget {
             let path = memory.path(for: outputID)
             do {
@@ -70,16 +84,63 @@ public final class LiveFiles: Sendable {
         return path
     }
 
+    /// What a file of `size` bytes takes in memory: whole pages.
+    static func pages(_ size: Int64) -> Int64 { (size + 4095) / 4096 * 4096 }
+
+    /// Links `outputID` from the newest earlier kept directory holding it with `size` bytes and
+    /// not modified since that run ended; nil if there is none.
+    private func linkEarlierCopy(_ outputID: SHA256Digest, size: Int64) -> String? {
+        let (inMemory, onDisk) = earlierKept.withLock { $0 }
+        for (area, directories) in [(memory, inMemory), (disk, onDisk)] {
+            guard let area else { continue }
+            for directory in directories {
+                let source = directory.path + "/" + outputID.hex
+                guard let info = try? FileSystem.status(of: source, followLinks: false), info.isRegularFile, info.size == size,
+                    info.modificationTime <= directory.keptAt
+                else { continue }
+                let path = area.path(for: outputID)
+                if (try? FileSystem.hardLink(source, as: path)) != nil { return path }
+            }
+        }
+        return nil
+    }
+
+    /// Where the server should write a body of `size` bytes while it arrives: this process's
+    /// directory in memory if the budget allows (it is reserved now), else nil (the store's
+    /// filesystem). `adopt` then renames it into place. A body the server drops keeps its
+    /// reservation, which errs towards disk.
+    public func spoolDirectory(forBodyOf size: Int64) -> String? {
+        guard let memory else { return nil }
+        let pages = Self.pages(size)
+        guard memoryUsed.add(pages) <= memoryBudget else {
+            memoryUsed.add(-pages)
+            return nil
+        }
+        return memory.directory
+    }
+
+    /// Makes the spooled body at `spooled` the live file of `outputID`, by renaming it within its
+    /// filesystem: in memory if it was spooled there (see `spoolDirectory`), else on disk.
+    public func adopt(_ spooled: String, as outputID: SHA256Digest) throws -> String {
+        let area = memory.flatMap { spooled.hasPrefix($0.directory + "/") ? $0 : nil } ?? disk
+        let path = area.path(for: outputID)
+        try FileSystem.rename(spooled, to: path)
+        return path
+    }
+
     /// Removes this process's directories (after `close`).
     public func removeAll() {
         memory?.removeAll()
         disk.removeAll()
     }
 
-    /// Marks both directories as kept on purpose (see `LiveArea.markKept`).
+    /// Marks both directories as kept on purpose (see `LiveArea.markKept`), then removes the
+    /// oldest other kept directories past `keptLimit`.
     public func markKept() {
-        memory?.markKept()
-        disk.markKept()
+        for area in [memory, disk].compactMap({ $0 }) {
+            area.markKept()
+            LiveArea.bound(root: area.root, limit: keptLimit, own: area.directory)
+        }
     }
 
     /// How long files kept after a bare end of input (`go list -export`) stay in memory at most:
@@ -88,9 +149,11 @@ public final class LiveFiles: Sendable {
 
     /// Sweeps both roots of directories left by processes gone for longer than `retention`
     /// (nanoseconds; in memory, at most `memoryRetention`), sparing this process's own.
+    /// The kept directories that remain are where `create` looks for earlier copies.
     public func sweep(retention: Int64) {
-        LiveArea.sweep(root: disk.root, retention: retention, except: disk.directory)
-        if let memory { LiveArea.sweep(root: memory.root, retention: min(retention, Self.memoryRetention), except: memory.directory) }
+        let onDisk = LiveArea.sweep(root: disk.root, retention: retention, except: disk.directory)
+        let inMemory = memory.map { LiveArea.sweep(root: $0.root, retention: min(retention, Self.memoryRetention), except: $0.directory) } ?? []
+        earlierKept.withLock { $0 = (inMemory, onDisk) }
     }
 
     /// This user's private directory for live files on the memory filesystem at `shared`

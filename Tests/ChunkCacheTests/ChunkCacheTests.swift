@@ -188,6 +188,28 @@ struct ChunkCacheTests {
         #expect(inMemory ? keptInStore == 0 : keptInStore > 0, "kept where asked, not in both")
     }
 
+    @Test(
+        "a put larger than the in-memory body limit lands in memory like small ones, while the budget allows",
+        .enabled(if: LiveFiles.privateMemoryRoot() != nil))
+    func largePutInMemory() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        let big = pseudoRandomBytes(3 << 20, seed: 5)
+        for (arguments, inMemory) in [([String](), true), (["--live-in-memory", "0"], false)] {
+            let (path, _) = try await CacheProgClient.withProgram([chunkcache, "--dir", store] + arguments) { client in
+                let path = try await client.put(actionID(1), body: big).diskPath
+                #expect(try FileSystem.readFile(path) == big)
+                let hit = try #require(try await client.get(actionID(1)))
+                #expect(try FileSystem.readFile(hit.diskPath) == big)
+                try await client.close()
+                return path
+            }
+            #expect(path.hasPrefix("/dev/shm/chunkcache-\(getuid())/") == inMemory, "\(path)")
+            #expect(path.hasPrefix(store + "/live/") == !inMemory)
+            #expect(try FileSystem.contentsOfDirectory(store + "/tmp").isEmpty)
+        }
+    }
+
     @Test("a failing disk (file-size limit): the big put gets Err, small ones and gets keep working")
     func failingDisk() async throws {
         defer { try? FileSystem.removeTree(temp) }
@@ -223,15 +245,58 @@ struct ChunkCacheTests {
     ])
     func badArguments(arguments: [String]) async throws {
         defer { try? FileSystem.removeTree(temp) }
-        let child = try ChildProcess.launch(["sh", "-c", "\"$0\" \"$@\" 2>&1", chunkcache, "--dir", temp + "/store"] + arguments, environment: nil)
+        let (status, output) = try await run(["--dir", temp + "/store"] + arguments)
+        #expect(status != 0)
+        #expect(output.contains("Error"))
+        #expect(!FileSystem.exists(temp + "/store"))
+    }
+
+    @Test("commands that only read (and trim, gc) refuse a missing or foreign directory, creating nothing", arguments: [
+        ["stats"], ["stats", "--json"], ["verify"], ["export", "/tmp/chunkcache-test-never.archive"], ["gc"], ["trim"],
+    ])
+    func existingStoresOnly(arguments: [String]) async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let (missingStatus, missingOutput) = try await run(arguments + ["--dir", temp + "/mistyped"])
+        #expect(missingStatus != 0)
+        #expect(missingOutput.contains("does not exist"))
+        #expect(!FileSystem.exists(temp + "/mistyped"))
+
+        let foreign = temp + "/photos"
+        try FileSystem.createDirectories(foreign)
+        try FileSystem.writeFileAtomically(foreign + "/holiday.jpg", Array("not a store".utf8))
+        let (foreignStatus, foreignOutput) = try await run(arguments + ["--dir", foreign])
+        #expect(foreignStatus != 0)
+        #expect(foreignOutput.contains("is not a chunkcache store"))
+        #expect(try FileSystem.contentsOfDirectory(foreign) == ["holiday.jpg"], "nothing added beside the files there")
+        #expect(!FileSystem.exists("/tmp/chunkcache-test-never.archive"))
+    }
+
+    @Test("serving never turns a non-empty directory that is not a store into one: the build is served uncached")
+    func foreignDirectoryServesUncached() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let foreign = temp + "/src"
+        try FileSystem.createDirectories(foreign)
+        try FileSystem.writeFileAtomically(foreign + "/main.go", Array("package main".utf8))
+        let (stored, status) = try await CacheProgClient.withProgram([chunkcache, "--dir", foreign]) { client in
+            let stored = try await client.put(actionID(1), body: body(1))
+            let bytes = try FileSystem.readFile(stored.diskPath)
+            try await client.close()
+            return bytes
+        }
+        #expect(stored == body(1), "the put is still answered with the body")
+        #expect(status == 0)
+        #expect(try FileSystem.contentsOfDirectory(foreign) == ["main.go"])
+    }
+
+    /// Runs chunkcache with `arguments` and no input; its exit status and what it wrote to
+    /// stdout and stderr.
+    func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let child = try ChildProcess.launch(["sh", "-c", "\"$0\" \"$@\" 2>&1", chunkcache] + arguments, environment: nil)
         child.input.close()
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while case let n = try buffer.withUnsafeMutableBytes({ try child.output.read(into: $0) }), n > 0 { output += buffer[..<n] }
         child.output.close()
-        let status = await child.wait()
-        #expect(status != 0)
-        #expect(String(decoding: output, as: UTF8.self).contains("Error"))
-        #expect(!FileSystem.exists(temp + "/store"))
+        return (await child.wait(), String(decoding: output, as: UTF8.self))
     }
 }

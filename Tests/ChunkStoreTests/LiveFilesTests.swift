@@ -76,6 +76,76 @@ struct LiveFilesTests {
         #expect(attempts == 1, "damage is not retried elsewhere")
     }
 
+    @Test("a body too large to hold in memory is spooled in memory while the budget allows, and adopted there")
+    func largeBodiesInMemory() throws {
+        let roots = Roots()
+        let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 3 << 20)
+        let large = pseudoRandomBytes(2 << 20, seed: 1)
+        let spool = try #require(live.spoolDirectory(forBodyOf: Int64(large.count)), "2 MiB of a 3 MiB budget")
+        #expect(spool.hasPrefix(roots.memory + "/"))
+        try FileSystem.writeFileAtomically(spool + "/.body-1.tmp", large)
+        let path = try live.adopt(spool + "/.body-1.tmp", as: SHA256.hash(large))
+        #expect(path == live.existing(SHA256.hash(large), size: Int64(large.count)))
+        #expect(path.hasPrefix(roots.memory + "/"))
+        #expect(try FileSystem.readFile(path) == large)
+
+        #expect(live.spoolDirectory(forBodyOf: 2 << 20) == nil, "past the budget: the store's filesystem")
+        try FileSystem.createDirectories(roots.base + "/tmp")
+        try FileSystem.writeFileAtomically(roots.base + "/tmp/.body-2.tmp", [1, 2, 3])
+        #expect(try live.adopt(roots.base + "/tmp/.body-2.tmp", as: SHA256.hash([1, 2, 3])).hasPrefix(roots.disk + "/"))
+    }
+
+    @Test("runs kept after go list share one copy of unchanged outputs, and all kept runs stay within their bound")
+    func keptRunsBounded() throws {
+        let roots = Roots()
+        let page = 4096
+        let outputs = (0..<5).map { [UInt8](repeating: UInt8($0), count: page) }
+        func run(_ bodies: [[UInt8]]) throws -> (paths: [String], written: Int) {
+            let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 1 << 20, keptLimit: 8 * Int64(page))
+            live.sweep(retention: 3_600_000_000_000)
+            var written = 0
+            let paths = try bodies.map { body in
+                try live.create(SHA256.hash(body), size: Int64(body.count)) { path in
+                    written += 1
+                    try FileSystem.writeFileAtomically(path, body, permissions: 0o644)
+                }
+            }
+            live.markKept()  // input ended without close, as go list -export ends it
+            return (paths, written)
+        }  // the process is gone
+        func keptBytes() throws -> Int64 {
+            var inodes = Set<UInt64>()
+            var bytes: Int64 = 0
+            for directory in try FileSystem.contentsOfDirectory(roots.memory + "/live") {
+                for name in try FileSystem.contentsOfDirectory(roots.memory + "/live/" + directory) where !name.hasPrefix(".") {
+                    let info = try FileSystem.status(of: roots.memory + "/live/" + directory + "/" + name)
+                    if inodes.insert(info.inode).inserted { bytes += info.allocatedSize }
+                }
+            }
+            return bytes
+        }
+
+        let first = try run(outputs)
+        #expect(first.written == 5)
+        let second = try run(outputs)
+        #expect(second.written == 0, "the same outputs again: linked, not written")
+        for (a, b) in zip(first.paths, second.paths) {
+            #expect(try FileSystem.status(of: a).inode == (try FileSystem.status(of: b).inode))
+        }
+        #expect(try keptBytes() == 5 * Int64(page), "two runs, one copy")
+
+        // Changed in place after the runs (same size, one byte different): in both runs' directories.
+        let changed = try FileDescriptor.open(first.paths[0], [.writeOnly])
+        try [UInt8(9)].withUnsafeBytes { try changed.writeAll($0, at: 0) }
+        changed.close()
+        #expect(try run([outputs[0]]).written == 1, "a changed copy is never linked")
+
+        let other = try run((10..<17).map { [UInt8](repeating: UInt8($0), count: page) })
+        #expect(other.written == 7)
+        #expect(try keptBytes() <= 8 * Int64(page), "the oldest kept runs went, within the bound")
+        #expect(other.paths.allSatisfy { FileSystem.exists($0) }, "the newest run's files stay")
+    }
+
     @Test("without a memory root, or with a zero budget, everything goes to disk")
     func diskOnly() throws {
         let roots = Roots()

@@ -18,10 +18,17 @@ public protocol CacheHandler: Sendable {
 
     /// The go command is done; called once, after every other request has been answered.
     func close(context: CacheContext) async throws
+
+    /// Where the server should write a put body of `size` bytes, too large to hold in memory,
+    /// while it arrives: a directory on the filesystem where the handler keeps bodies, so that
+    /// `put` can rename the file into place rather than copy it; nil for the server's
+    /// `Configuration.spoolDirectory`. Called on the server's reading path: it must not block.
+    func spoolDirectory(forBodyOf size: Int64) -> String?
 }
 
 extension CacheHandler {
     public func close(context: CacheContext) async throws {}
+    public func spoolDirectory(forBodyOf size: Int64) -> String? { nil }
 }
 
 /// What a `get` hit returns.

@@ -16,8 +16,9 @@ public struct CacheServer: Sendable {
         public var maxConcurrentRequests: Int
         /// Bodies up to this size are held in memory; larger ones go to a file.
         public var inMemoryBodyLimit: Int
-        /// Where large bodies are written while they arrive. Handlers that keep bodies as files
-        /// should point this at their own filesystem, so they can rename rather than copy.
+        /// Where large bodies are written while they arrive, unless the handler names a place
+        /// (`CacheHandler.spoolDirectory(forBodyOf:)`). Handlers that keep bodies as files should
+        /// point this at their own filesystem, so they can rename rather than copy.
         public var spoolDirectory: String
         /// The largest `BodySize` accepted.
         public var maxBodySize: Int64
@@ -42,11 +43,13 @@ public struct CacheServer: Sendable {
     public static var knownCommands: [Command] { [.get, .put, .close] }
 
     private let responder: Responder
+    private let spoolDirectory: @Sendable (Int64) -> String?
     private let configuration: Configuration
     private let logger: Logger
 
     public init(handler: some CacheHandler, middleware: [any CacheMiddleware] = [], configuration: Configuration = Configuration(), logger: Logger = Logger(label: "cacheprog")) {
         self.responder = Responder(handler: handler, middleware: middleware)
+        self.spoolDirectory = { handler.spoolDirectory(forBodyOf: $0) }
         self.configuration = configuration
         self.logger = logger
     }
@@ -69,7 +72,8 @@ public struct CacheServer: Sendable {
             switch event {
             case .request(let request):
                 if request.bodySize > 0 {
-                    spool = (request, BodySpool(size: request.bodySize, inMemoryLimit: configuration.inMemoryBodyLimit, spoolDirectory: configuration.spoolDirectory))
+                    let directory = request.bodySize > Int64(configuration.inMemoryBodyLimit) ? spoolDirectory(request.bodySize) : nil
+                    spool = (request, BodySpool(size: request.bodySize, inMemoryLimit: configuration.inMemoryBodyLimit, spoolDirectory: directory ?? configuration.spoolDirectory))
                 } else if request.command == .close {
                     ready.append(.close(id: request.id))
                 } else {
