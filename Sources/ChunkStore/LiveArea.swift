@@ -46,15 +46,17 @@ public final class LiveArea: Sendable {
     }
 
     /// Marks this process's directory as kept on purpose (input ended without `close`, so printed
-    /// paths may still be read): sweeps then wait the full retention time.
-    public func markKept() {
-        try? FileSystem.writeFileAtomically(directory + "/" + Self.keptMarker, [], permissions: 0o600)
+    /// paths may still be read): sweeps then wait the full retention time. The marker names
+    /// `owner` (the store the files came from).
+    public func markKept(owner: String) {
+        try? FileSystem.writeFileAtomically(directory + "/" + Self.keptMarker, Array(owner.utf8), permissions: 0o600)
     }
 
-    /// A directory kept on purpose by a process that is gone, and when it was marked.
+    /// A directory kept on purpose by a process that is gone, when it was marked, and for whom.
     public struct KeptDirectory: Sendable {
         public let path: String
         public let keptAt: Int64
+        public let owner: String
     }
 
     /// Removes other processes' directories whose process is gone: kept ones older than
@@ -70,7 +72,9 @@ public final class LiveArea: Sendable {
             guard path != own, let info = try? FileSystem.status(of: path, followLinks: false), info.isDirectory else { continue }
             let marker = try? FileSystem.status(of: path + "/" + keptMarker, followLinks: false)
             guard now - info.modificationTime > (marker != nil ? retention : min(retention, Self.killedRetention)) else {
-                if let marker { kept.append(KeptDirectory(path: path, keptAt: marker.modificationTime)) }
+                if let marker, let owner = try? FileSystem.readFile(path + "/" + keptMarker) {
+                    kept.append(KeptDirectory(path: path, keptAt: marker.modificationTime, owner: String(decoding: owner, as: UTF8.self)))
+                }
                 continue
             }
             guard let descriptor = try? FileDescriptor.open(path + "/" + lockName, [.readOnly, .noFollow]) else {

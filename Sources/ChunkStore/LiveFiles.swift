@@ -22,8 +22,8 @@ public final class LiveFiles: Sendable {
     /// Bytes of files this process may put in memory.
     public let memoryBudget: Int64
     private let memoryUsed = AtomicCounter()
-    /// Directories kept by earlier runs (see `sweep`), newest first, per area: an output found
-    /// there unchanged is linked rather than written again.
+    /// Directories kept by earlier runs of this store (see `sweep`), newest first, per area: an
+    /// output found there unchanged is linked rather than written again.
     private let earlierKept = Mutex<(memory: [LiveArea.KeptDirectory], disk: [LiveArea.KeptDirectory])>(([], []))
 
     /// What the directories kept after a bare end of input (`go list -export`) may hold in all,
@@ -138,7 +138,7 @@ public final class LiveFiles: Sendable {
     /// oldest other kept directories past `keptLimit`.
     public func markKept() {
         for area in [memory, disk].compactMap({ $0 }) {
-            area.markKept()
+            area.markKept(owner: disk.root)
             LiveArea.bound(root: area.root, limit: keptLimit, own: area.directory)
         }
     }
@@ -149,11 +149,13 @@ public final class LiveFiles: Sendable {
 
     /// Sweeps both roots of directories left by processes gone for longer than `retention`
     /// (nanoseconds; in memory, at most `memoryRetention`), sparing this process's own.
-    /// The kept directories that remain are where `create` looks for earlier copies.
+    /// The kept directories of this store's runs that remain are where `create` looks for
+    /// earlier copies (the memory root is shared by all of this user's stores).
     public func sweep(retention: Int64) {
         let onDisk = LiveArea.sweep(root: disk.root, retention: retention, except: disk.directory)
         let inMemory = memory.map { LiveArea.sweep(root: $0.root, retention: min(retention, Self.memoryRetention), except: $0.directory) } ?? []
-        earlierKept.withLock { $0 = (inMemory, onDisk) }
+        let mine = disk.root
+        earlierKept.withLock { $0 = (inMemory.filter { $0.owner == mine }, onDisk.filter { $0.owner == mine }) }
     }
 
     /// This user's private directory for live files on the memory filesystem at `shared`

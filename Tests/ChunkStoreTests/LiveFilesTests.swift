@@ -100,8 +100,8 @@ struct LiveFilesTests {
         let roots = Roots()
         let page = 4096
         let outputs = (0..<5).map { [UInt8](repeating: UInt8($0), count: page) }
-        func run(_ bodies: [[UInt8]]) throws -> (paths: [String], written: Int) {
-            let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 1 << 20, keptLimit: 8 * Int64(page))
+        func run(_ bodies: [[UInt8]], store: String? = nil) throws -> (paths: [String], written: Int) {
+            let live = try LiveFiles(diskRoot: store ?? roots.disk, memoryRoot: roots.memory, memoryBudget: 1 << 20, keptLimit: 8 * Int64(page))
             live.sweep(retention: 3_600_000_000_000)
             var written = 0
             let paths = try bodies.map { body in
@@ -135,15 +135,18 @@ struct LiveFilesTests {
         #expect(try keptBytes() == 5 * Int64(page), "two runs, one copy")
 
         // Changed in place after the runs (same size, one byte different): in both runs' directories.
+        // File times tick with the kernel's coarse clock (a few ms): change it a tick later.
+        usleep(20_000)
         let changed = try FileDescriptor.open(first.paths[0], [.writeOnly])
         try [UInt8(9)].withUnsafeBytes { try changed.writeAll($0, at: 0) }
         changed.close()
         #expect(try run([outputs[0]]).written == 1, "a changed copy is never linked")
 
-        let other = try run((10..<17).map { [UInt8](repeating: UInt8($0), count: page) })
-        #expect(other.written == 7)
+        #expect(try run(outputs, store: roots.base + "/other-store").written == 5, "another store's runs are not linked")
+        let others = try run((10..<17).map { [UInt8](repeating: UInt8($0), count: page) })
+        #expect(others.written == 7)
         #expect(try keptBytes() <= 8 * Int64(page), "the oldest kept runs went, within the bound")
-        #expect(other.paths.allSatisfy { FileSystem.exists($0) }, "the newest run's files stay")
+        #expect(others.paths.allSatisfy { FileSystem.exists($0) }, "the newest run's files stay")
     }
 
     @Test("without a memory root, or with a zero budget, everything goes to disk")
@@ -199,7 +202,7 @@ struct LiveFilesTests {
             let a = try LiveArea(root: roots.disk)
             let b = try LiveArea(root: roots.disk)
             try FileSystem.writeFileAtomically(a.path(for: SHA256.hash([1])), [1])
-            b.markKept()
+            b.markKept(owner: roots.disk)
             killed = a.directory
             kept = b.directory
         }  // both processes are gone: their locks are released
