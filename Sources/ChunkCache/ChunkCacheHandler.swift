@@ -73,6 +73,8 @@ public final class ChunkCacheHandler: CacheHandler {
     private let used = Mutex<Set<SHA256Digest>>([])
     /// When this run started: background work after it is bounded by its length.
     private let started = ContinuousClock.now
+    /// A full disk is said once per run, then counted.
+    private let diskFull: DiskFullReport
 
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
     /// than `liveRetention`. Live files go to `memoryRoot` (see `LiveFiles.privateMemoryRoot`)
@@ -84,6 +86,7 @@ public final class ChunkCacheHandler: CacheHandler {
         self.store = store
         self.remote = remote
         self.budget = budget
+        diskFull = DiskFullReport(store: store)
         // Kept files are hard-linked to live files, so both must be on one filesystem: the
         // store's, or memory.
         let keptInMemory = budget.keepInMemory && memoryRoot != nil && budget.liveInMemory > 0
@@ -164,7 +167,7 @@ public final class ChunkCacheHandler: CacheHandler {
         } catch {
             // The go command has its file; only the cache entry is lost. Say so and go on.
             store.counters.errors.add()
-            context.logger.warning("could not store output of \(request.actionID.hex.prefix(16)): \(error)")
+            diskFull.warn("could not store output of \(request.actionID.hex.prefix(16))", error, output: true, logger: context.logger)
         }
         return path
     }
@@ -234,10 +237,11 @@ public final class ChunkCacheHandler: CacheHandler {
                         """)
                 }
             } catch {
-                logger.warning("could not recompress this run's chunks: \(error)")
+                diskFull.warn("could not recompress this run's chunks", error, logger: logger)
             }
         }
         maintain(logger: logger)
+        diskFull.summary(logger: logger)
     }
 
     /// Saves this run's counters and last-use times.
@@ -247,7 +251,7 @@ public final class ChunkCacheHandler: CacheHandler {
             try store.recordUse(of: Array(used.withLock { $0 }), at: WallClock.nanoseconds())
             try store.counters.flush()
         } catch {
-            logger.warning("could not save statistics: \(error)")
+            diskFull.warn("could not save statistics", error, logger: logger)
         }
     }
 
@@ -265,7 +269,7 @@ public final class ChunkCacheHandler: CacheHandler {
             try store.counters.flush()
             logger.info("trimmed: \(report.expired) expired, \(report.evicted) evicted, \(report.bytesBefore) → \(report.bytesAfter) bytes")
         } catch {
-            logger.warning("could not trim the store: \(error)")
+            diskFull.warn("could not trim the store", error, logger: logger)
         }
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ChunkStore
+import FileIO
 
 extension ChunkCacheCommand {
     struct Export: ParsableCommand {
@@ -24,7 +25,7 @@ extension ChunkCacheCommand {
         func run() throws {
             let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
                 .exportArchive(to: file, usedWithin: usedWithin?.nanoseconds, base: base)
-            print("exported \(report.manifests) outputs, \(report.chunks) chunks: \(format(report.bytes))")
+            print("exported \(report.manifests) outputs, \(report.chunks) chunks: \(Formatting.bytes(report.bytes))")
         }
     }
 

@@ -16,12 +16,13 @@ extension ChunkCacheCommand {
         @OptionGroup var budget: BudgetOptions
 
         func run() throws {
-            let limits = try budget.resolved()
-            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
+            let directory = try store.resolvedDirectory
+            let limits = try budget.resolved(for: directory)
+            let chunkStore = try ChunkStore(directory: directory, opening: .existingOnly)
             let report = try chunkStore.trim(maxSize: limits.maxSize, maxAge: limits.maxAge)
             try chunkStore.counters.flush()
             print("expired \(report.expired), evicted \(report.evicted) outputs; \(report.garbage.chunksRemoved) chunks and \(report.garbage.packsRemoved + report.garbage.packsCompacted) packs collected")
-            print("on disk: \(format(report.bytesBefore)) → \(format(report.bytesAfter)) (freed \(format(max(0, report.bytesBefore - report.bytesAfter))))")
+            print("on disk: \(Formatting.bytes(report.bytesBefore)) → \(Formatting.bytes(report.bytesAfter)) (freed \(Formatting.bytes(max(0, report.bytesBefore - report.bytesAfter))))")
         }
     }
 
@@ -35,7 +36,7 @@ extension ChunkCacheCommand {
 
         func run() throws {
             let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly).collectGarbage()
-            print("removed \(report.chunksRemoved) chunks, \(report.packsRemoved) empty packs, compacted \(report.packsCompacted) packs; freed \(format(report.bytesFreed))")
+            print("removed \(report.chunksRemoved) chunks, \(report.packsRemoved) empty packs, compacted \(report.packsCompacted) packs; freed \(Formatting.bytes(report.bytesFreed))")
         }
     }
 
@@ -57,7 +58,7 @@ extension ChunkCacheCommand {
                     try? FileDescriptor.standardError.writeAll(Array("\rverifying \(done)/\(total)\(done == total ? "\n" : "")".utf8))
                 }
             }
-            try chunkStore.counters.flush()
+            if repair { try chunkStore.counters.flush() }  // without --repair, verify writes nothing
             for (key, reason) in report.damaged { print("damaged \(key): \(reason)") }
             print("checked \(report.checked) outputs: \(report.damaged.count) damaged\(repair ? ", \(report.repaired) set aside" : "")")
             if !report.isHealthy && !repair { throw ExitCode(1) }

@@ -51,7 +51,7 @@ extension ChunkCacheCommand {
             guard let parsed = Codec(name: codec), parsed != .raw else {
                 throw ValidationError("--codec must be zstd or zlib, not \(codec.debugDescription)")
             }
-            _ = try budget.resolved()
+            _ = try budget.resolved(for: store.resolvedDirectory)
             _ = try keepBytes()
             _ = try liveInMemoryBytes()
             if let level {
@@ -70,8 +70,8 @@ extension ChunkCacheCommand {
             LoggingSystem.bootstrap(StreamLogHandler.standardError)
             var logger = Logger(label: "chunkcache")
             logger.logLevel = verbose ? .debug : .warning
-            let limits = try budget.resolved()
             let directory = try store.resolvedDirectory
+            let limits = try budget.resolved(for: directory)
             var remoteConfiguration: HTTPRemote.Configuration?
             if let url = remote ?? environment("CHUNKCACHE_REMOTE"), !url.isEmpty {
                 var headers: [String: String] = [:]

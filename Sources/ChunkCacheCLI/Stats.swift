@@ -26,18 +26,18 @@ extension ChunkCacheCommand {
                 ]))
                 return
             }
-            let size = format
+            let size = Formatting.bytes
             let saved = stats.logicalBytes > 0 ? Double(stats.diskBytes) / Double(stats.logicalBytes) : 0
             print("""
                 outputs          \(stats.outputs) (\(stats.inlineOutputs) inline)
                 logical size     \(size(stats.logicalBytes))
-                unique size      \(size(stats.uniqueBytes))  (dedup \(fixed(stats.dedupRatio, digits: 2))x)
-                stored size      \(size(stats.storedBytes))  (compression \(fixed(stats.compressionRatio, digits: 2))x)
+                unique size      \(size(stats.uniqueBytes))  (dedup \(Formatting.fixed(stats.dedupRatio, digits: 2))x)
+                stored size      \(size(stats.storedBytes))  (compression \(Formatting.fixed(stats.compressionRatio, digits: 2))x)
                 chunks           \(stats.uniqueChunks) unique, \(stats.chunkReferences) references
                 packs            \(stats.packFiles), \(size(stats.packBytes))
                 pending          \(stats.pendingPackFiles) packs, \(size(stats.pendingPackBytes)) awaiting recompression
                 dictionaries     \(stats.dictionaries), \(size(stats.dictionaryBytes))
-                on disk          \(size(stats.diskBytes))  (\(fixed(saved, digits: 3)) of logical)
+                on disk          \(size(stats.diskBytes))  (\(Formatting.fixed(saved, digits: 3)) of logical)
                 live files       \(size(stats.liveBytes)) on disk, \(size(liveInMemory)) in memory (all of this user's stores)
                 kept files       \(size(stats.keptBytes))
                 by codec         \(stats.storedBytesByCodec.sorted { $0.key < $1.key }.map { "\($0.key) \(size($0.value))" }.joined(separator: ", "))

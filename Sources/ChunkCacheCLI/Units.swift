@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileIO
 
 /// Reads "NUMBER UNIT" against a unit table; `unlimited` (or `none`) is `Double.infinity`.
 private func quantity(_ argument: String, units: [String: Double]) -> Double? {
@@ -66,18 +67,29 @@ struct Age: ExpressibleByArgument {
 
 /// The store's budget, shared by `serve` (applied when a run ends) and `trim`.
 struct BudgetOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("Largest size of the store on disk, e.g. 5GiB, or 'unlimited' (default: $CHUNKCACHE_MAX_SIZE, else 10GiB). Over it, least recently used outputs are evicted down to 90 %.", valueName: "size"))
+    @Option(help: ArgumentHelp("Largest size of the store on disk, e.g. 5GiB, or 'unlimited' (default: $CHUNKCACHE_MAX_SIZE, else 10GiB or a quarter of the store's filesystem, whichever is smaller). Over it, least recently used outputs are evicted down to 90 %.", valueName: "size"))
     var maxSize: ByteSize?
 
     @Option(help: ArgumentHelp("Drop outputs unused for this long, e.g. 5d, 12h, or 'unlimited' (default: $CHUNKCACHE_MAX_AGE, else 5d).", valueName: "age"))
     var maxAge: Age?
 
-    /// The limits in effect: flags, then environment, then defaults.
-    func resolved() throws -> (maxSize: Int64?, maxAge: Int64?) {
+    /// The limits in effect for the store at `directory`: flags, then environment, then defaults.
+    func resolved(for directory: String) throws -> (maxSize: Int64?, maxAge: Int64?) {
         let size = try setting(maxSize, variable: "CHUNKCACHE_MAX_SIZE", what: "a size")
         let age = try setting(maxAge, variable: "CHUNKCACHE_MAX_AGE", what: "a duration")
-        let bytes = size?.bytes ?? 10 << 30
+        let bytes = size?.bytes ?? Self.defaultMaxSize(for: directory)
         let nanoseconds = age?.nanoseconds ?? 5 * 86_400 * 1_000_000_000
         return (bytes == .max ? nil : bytes, nanoseconds == .max ? nil : nanoseconds)
+    }
+
+    /// 10 GiB, but at most a quarter of the filesystem the store is on: on a small disk (the
+    /// machines a compact cache is for) a fixed budget would let the store fill the disk before
+    /// it ever applied. A quarter leaves room for what a run holds before trimming (new packs
+    /// awaiting recompression, live files on disk) and for everything else on the disk.
+    static func defaultMaxSize(for directory: String) -> Int64 {
+        var path = FileSystem.absolutePath(directory)
+        while !FileSystem.exists(path), path != "/" { path = FileSystem.parentDirectory(of: path) }
+        guard let total = try? FileSystem.space(at: path).total, total > 0 else { return 10 << 30 }
+        return min(10 << 30, total / 4)
     }
 }

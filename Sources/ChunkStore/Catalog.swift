@@ -48,7 +48,7 @@ final class Catalog: Sendable {
                 try database.query("PRAGMA journal_mode") { mode = String(decoding: $0.blob(0), as: UTF8.self) }
                 if mode.lowercased() != "wal" { try database.execute("PRAGMA journal_mode=WAL") }
                 break
-            } catch where attempt < 199 {
+            } catch let error as SQLiteDatabase.Failure where attempt < 199 && error.isBusy {
                 usleep(50_000)
             }
         }

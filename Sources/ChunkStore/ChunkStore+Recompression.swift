@@ -121,6 +121,8 @@ extension ChunkStore {
                     continue
                 }
                 defer { held.close() }
+                // Its new records are written before it is deleted: they need room meanwhile.
+                try ensureSpace(for: (try? held.status().size) ?? 0)
                 if !trained {
                     dictionary = try storeDictionary(orTrainOn: pending)
                     if let dictionary { stronger.add(dictionary) }

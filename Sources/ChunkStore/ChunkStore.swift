@@ -66,6 +66,22 @@ public final class ChunkStore: Sendable {
         public let description: String
     }
 
+    /// The store's filesystem has too little free space to store an output (see `reserve`).
+    public struct OutOfSpace: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// True if `error` means the store's disk is full: this store's own check before a write,
+    /// the system's ENOSPC, EDQUOT or EFBIG, or SQLite's "database or disk is full".
+    public static func isOutOfSpace(_ error: any Error) -> Bool {
+        switch error {
+        case is OutOfSpace: true
+        case let error as SystemError: error.isOutOfSpace
+        case let error as SQLiteDatabase.Failure: error.isOutOfSpace
+        default: false
+        }
+    }
+
     /// Whether opening may create a store.
     public enum Opening: Sendable {
         /// Create the store if the directory is missing or empty (serving, import).
@@ -173,10 +189,33 @@ public final class ChunkStore: Sendable {
     // MARK: Storing
 
     /// Stores `body` as the output of `key`, replacing what was there. Returns its manifest.
+    /// Throws `OutOfSpace` if the store's filesystem lacks the output's size beyond its reserve.
     @discardableResult
     public func store(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
         guard !isReadOnly else { throw DamagedEntry(description: "the store at \(directory) is read-only") }
+        if case .file(let path) = body, let size = try? FileSystem.status(of: path).size {
+            try ensureSpace(for: size)
+        } else if case .bytes(let bytes) = body {
+            try ensureSpace(for: Int64(bytes.count))
+        }
         return try lock.withShared { try storeLocked(key: key, outputID: outputID, time: time, body: body) }
+    }
+
+    /// Free space the store leaves on its filesystem: 5 % of it, between 1 MiB and 256 MiB. The
+    /// build itself needs room (the go command writes its binaries and its own files), so the
+    /// store stops growing before the disk is full rather than when it is.
+    public static func reserve(onFilesystemOf total: Int64) -> Int64 {
+        min(256 << 20, max(1 << 20, total / 20))
+    }
+
+    /// Throws `OutOfSpace` unless the store's filesystem has `bytes` free beyond the reserve.
+    /// (Compressed, an output takes at most about its size.)
+    func ensureSpace(for bytes: Int64) throws {
+        guard let space = try? FileSystem.space(at: directory) else { return }
+        let reserve = Self.reserve(onFilesystemOf: space.total)
+        guard space.available - bytes >= reserve else {
+            throw OutOfSpace(description: "the disk holding \(directory) has \(space.available) bytes free, and the store leaves \(reserve) free")
+        }
     }
 
     private func storeLocked(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {

@@ -22,6 +22,10 @@ public final class LiveFiles: Sendable {
     /// Bytes of files this process may put in memory.
     public let memoryBudget: Int64
     private let memoryUsed = AtomicCounter()
+    /// Where files go when the disk is full and `memory` is spent or absent: a put must still be
+    /// answered with a file holding its body. Made on first need, in memory.
+    private let memoryRoot: String?
+    private let overflow = Mutex<LiveArea?>(nil)
     /// Directories kept by earlier runs of this store (see `sweep`), newest first, per area: an
     /// output found there unchanged is linked rather than written again.
     private let earlierKept = Mutex<(memory: [LiveArea.KeptDirectory], disk: [LiveArea.KeptDirectory])>(([], []))
@@ -39,6 +43,7 @@ public final class LiveFiles: Sendable {
     ///   - keptLimit: see `keptLimit`.
     public init(diskRoot: String, memoryRoot: String?, memoryBudget: Int64, keptLimit: Int64 = defaultKeptLimit) throws {
         self.keptLimit = keptLimit
+        self.memoryRoot = memoryRoot
         disk = try LiveArea(root: diskRoot)
         memory = memoryBudget > 0 ? memoryRoot.flatMap { try? LiveArea(root: $0 + "/live") } : nil
         self.memoryBudget = memory == nil ? 0 : memoryBudget
@@ -47,11 +52,27 @@ public final class LiveFiles: Sendable {
     /// The file already handed out for `outputID` in this run, if it has `size` bytes. Such a
     /// file was verified or put in this run and is never rewritten, so it can be served again.
     public func existing(_ outputID: SHA256Digest, size: Int64) -> String? {
-        for area in [memory, disk] {
-            guard let path = area?.path(for: outputID) else { continue }
+        for area in areas {
+            let path = area.path(for: outputID)
             if (try? FileSystem.status(of: path, followLinks: false))?.size == size { return path }
         }
         return nil
+    }
+
+    /// This process's directories: in memory, overflow (if made), on disk.
+    private var areas: [LiveArea] {
+        [memory, overflow.withLock { $0 }, disk].compactMap { $0 }
+    }
+
+    /// The area for files the disk has no room for: `memory` past its budget, or a directory of
+    /// the memory root made now; nil if there is no memory filesystem.
+    private func overflowArea() -> LiveArea? {
+        if let memory { return memory }
+        guard let memoryRoot else { return nil }
+        return overflow.withLock { area in
+            if area == nil { area = try? LiveArea(root: memoryRoot + "/live") }
+            return area
+        }
     }
 
     /// Creates the file for `outputID` (`size` bytes) through `write`, which must write it
@@ -80,8 +101,18 @@ public final class LiveFiles: Sendable {
             memoryUsed.add(-pages)
         }
         let path = disk.path(for: outputID)
-        try write(path)
-        return path
+        do {
+            try write(path)
+            return path
+        } catch let error as SystemError where error.isOutOfSpace {
+            // The disk is full: memory past its budget rather than an error the go command
+            // would fail on (`go list -export` does).
+            guard let area = overflowArea() else { throw error }
+            let path = area.path(for: outputID)
+            try write(path)
+            memoryUsed.add(pages)
+            return path
+        }
     }
 
     /// What a file of `size` bytes takes in memory: whole pages.
@@ -122,7 +153,7 @@ public final class LiveFiles: Sendable {
     /// Makes the spooled body at `spooled` the live file of `outputID`, by renaming it within its
     /// filesystem: in memory if it was spooled there (see `spoolDirectory`), else on disk.
     public func adopt(_ spooled: String, as outputID: SHA256Digest) throws -> String {
-        let area = memory.flatMap { spooled.hasPrefix($0.directory + "/") ? $0 : nil } ?? disk
+        let area = areas.first { spooled.hasPrefix($0.directory + "/") } ?? disk
         let path = area.path(for: outputID)
         try FileSystem.rename(spooled, to: path)
         return path
@@ -130,14 +161,13 @@ public final class LiveFiles: Sendable {
 
     /// Removes this process's directories (after `close`).
     public func removeAll() {
-        memory?.removeAll()
-        disk.removeAll()
+        for area in areas { area.removeAll() }
     }
 
     /// Marks both directories as kept on purpose (see `LiveArea.markKept`), then removes the
     /// oldest other kept directories past `keptLimit`.
     public func markKept() {
-        for area in [memory, disk].compactMap({ $0 }) {
+        for area in areas {
             area.markKept(owner: disk.root)
             LiveArea.bound(root: area.root, limit: keptLimit, own: area.directory)
         }

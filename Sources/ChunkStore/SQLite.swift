@@ -5,6 +5,14 @@ import CSQLite
 final class SQLiteDatabase {
     struct Failure: Error, CustomStringConvertible {
         let description: String
+        /// SQLite's primary result code, if SQLite reported the failure.
+        var code: Int32 = 0
+
+        /// Another connection holds the lock SQLite needed.
+        var isBusy: Bool { code == SQLITE_BUSY || code == SQLITE_LOCKED }
+
+        /// The database or its disk is full (SQLITE_FULL), or its write failed for lack of space.
+        var isOutOfSpace: Bool { code == SQLITE_FULL || (code == SQLITE_IOERR && description.contains("No space")) }
     }
 
     private var handle: OpaquePointer?
@@ -30,7 +38,7 @@ final class SQLiteDatabase {
     }
 
     private func failure(_ what: String) -> Failure {
-        Failure(description: "\(what): \(String(cString: sqlite3_errmsg(handle)))")
+        Failure(description: "\(what): \(String(cString: sqlite3_errmsg(handle)))", code: sqlite3_errcode(handle) & 0xFF)
     }
 
     /// Runs SQL without results (several statements allowed).

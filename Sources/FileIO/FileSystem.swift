@@ -148,11 +148,17 @@ public enum FileSystem {
         return total
     }
 
-    /// Space free for an unprivileged user on the filesystem holding `path`, in bytes.
-    public static func availableSpace(at path: String) throws -> Int64 {
+    /// The size of the filesystem holding `path` and the space free on it for an unprivileged
+    /// user, in bytes.
+    public static func space(at path: String) throws -> (total: Int64, available: Int64) {
         var info = statvfs()
         _ = try retrying("statvfs", path: path) { statvfs(path, &info) }
-        return Int64(info.f_bavail) * Int64(info.f_frsize)
+        return (Int64(info.f_blocks) * Int64(info.f_frsize), Int64(info.f_bavail) * Int64(info.f_frsize))
+    }
+
+    /// Space free for an unprivileged user on the filesystem holding `path`, in bytes.
+    public static func availableSpace(at path: String) throws -> Int64 {
+        try space(at: path).available
     }
 
     /// True if `path` is on a filesystem kept in memory (tmpfs or ramfs), where files cost no

@@ -29,6 +29,46 @@ struct ServerClientTests {
         #expect(try FileSystem.contentsOfDirectory(dir).allSatisfy { !$0.hasSuffix(".tmp") })
     }
 
+    /// A backend that names where large bodies are spooled, and records where they arrived.
+    final class PlacingCache: CacheHandler {
+        let inner: MemoryCache
+        let place: String
+        let arrived = Mutex<[String]>([])
+        init(_ inner: MemoryCache, place: String) {
+            self.inner = inner
+            self.place = place
+        }
+        func get(_ actionID: ActionID, context: CacheContext) async throws -> CacheEntry? { try await inner.get(actionID, context: context) }
+        func put(_ request: PutRequest, context: CacheContext) async throws -> String {
+            let at: String
+            switch request.body.storage {
+            case .file(let path): at = FileSystem.parentDirectory(of: path)
+            case .bytes: at = "memory"
+            }
+            arrived.withLock { $0.append(at) }
+            return try await inner.put(request, context: context)
+        }
+        func spoolDirectory(forBodyOf size: Int64) -> String? { place }
+    }
+
+    @Test("large bodies are spooled where the handler says; where that cannot be written, they arrive in memory, never as an error")
+    func spoolPlacement() async throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileSystem.removeTree(dir) }
+        try FileSystem.createDirectories(dir + "/chosen")
+        let body = pseudoRandomBytes(100_000, seed: 4)
+        for (place, expected) in [(dir + "/chosen", dir + "/chosen"), (dir + "/no-such-directory", "memory")] {
+            let cache = PlacingCache(MemoryCache(directory: dir), place: place)
+            let (bytes, _) = try await withInMemoryServer(cache, spool: dir) { client in
+                let stored = try await client.put(actionID(1), body: body)
+                try await client.close()
+                return try FileSystem.readFile(stored.diskPath)
+            }
+            #expect(bytes == body)
+            #expect(cache.arrived.withLock { $0 } == [expected])
+        }
+    }
+
     @Test("1,000 concurrent mixed requests, answered out of order, each matched to its ID")
     func thousandConcurrent() async throws {
         let dir = try makeTemporaryDirectory()

@@ -210,6 +210,46 @@ struct ChunkCacheTests {
         }
     }
 
+    @Test(
+        "on a full disk, puts of every size are answered with a file holding the body, and the store stays valid",
+        .enabled(if: getuid() == 0 && LiveFiles.privateMemoryRoot() != nil))
+    func fullDisk() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let small = temp + "/small"
+        try FileSystem.createDirectories(small)
+        #expect(try await run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small]).status == 0)
+        defer { _ = umount(small) }
+        let store = small + "/store"
+        _ = try await CacheProgClient.withProgram([chunkcache, "--dir", store]) { try await $0.close() }
+        // Then the disk is filled, to its last 256 KiB (room for the catalog's write-ahead log).
+        let filler = try FileDescriptor.open(small + "/filler", [.writeOnly, .create], permissions: 0o600)
+        let block = [UInt8](repeating: 1, count: 4096)
+        while try FileSystem.availableSpace(at: small) > 256 << 10 { try filler.writeAll(block) }
+        filler.close()
+
+        let sizes = [0, 1, 4096, 4097, 100_000, (1 << 20) + 1, 3 << 20]
+        for arguments in [[], ["--live-in-memory", "0"]] {
+            let (served, status) = try await CacheProgClient.withProgram([chunkcache, "--dir", store] + arguments) { client in
+                var served = 0
+                for (n, size) in sizes.enumerated() {
+                    let body = pseudoRandomBytes(size, seed: UInt64(n))
+                    let put = try await client.put(actionID(100 + n), body: body)
+                    #expect(try FileSystem.readFile(put.diskPath) == body, "put of \(size) bytes, \(arguments)")
+                    if let hit = try await client.get(actionID(100 + n)) {
+                        #expect(try FileSystem.readFile(hit.diskPath) == body)
+                    }
+                    served += 1
+                }
+                try await client.close()
+                return served
+            }
+            #expect(served == sizes.count)
+            #expect(status == 0)
+        }
+        #expect(try ChunkStore(directory: store).verify(repair: false).isHealthy)
+        #expect(try FileSystem.contentsOfDirectory(store + "/tmp").isEmpty, "no half-written body left")
+    }
+
     @Test("a failing disk (file-size limit): the big put gets Err, small ones and gets keep working")
     func failingDisk() async throws {
         defer { try? FileSystem.removeTree(temp) }
@@ -245,7 +285,7 @@ struct ChunkCacheTests {
     ])
     func badArguments(arguments: [String]) async throws {
         defer { try? FileSystem.removeTree(temp) }
-        let (status, output) = try await run(["--dir", temp + "/store"] + arguments)
+        let (status, output) = try await run([chunkcache, "--dir", temp + "/store"] + arguments)
         #expect(status != 0)
         #expect(output.contains("Error"))
         #expect(!FileSystem.exists(temp + "/store"))
@@ -256,7 +296,7 @@ struct ChunkCacheTests {
     ])
     func existingStoresOnly(arguments: [String]) async throws {
         defer { try? FileSystem.removeTree(temp) }
-        let (missingStatus, missingOutput) = try await run(arguments + ["--dir", temp + "/mistyped"])
+        let (missingStatus, missingOutput) = try await run([chunkcache] + arguments + ["--dir", temp + "/mistyped"])
         #expect(missingStatus != 0)
         #expect(missingOutput.contains("does not exist"))
         #expect(!FileSystem.exists(temp + "/mistyped"))
@@ -264,7 +304,7 @@ struct ChunkCacheTests {
         let foreign = temp + "/photos"
         try FileSystem.createDirectories(foreign)
         try FileSystem.writeFileAtomically(foreign + "/holiday.jpg", Array("not a store".utf8))
-        let (foreignStatus, foreignOutput) = try await run(arguments + ["--dir", foreign])
+        let (foreignStatus, foreignOutput) = try await run([chunkcache] + arguments + ["--dir", foreign])
         #expect(foreignStatus != 0)
         #expect(foreignOutput.contains("is not a chunkcache store"))
         #expect(try FileSystem.contentsOfDirectory(foreign) == ["holiday.jpg"], "nothing added beside the files there")
@@ -288,10 +328,9 @@ struct ChunkCacheTests {
         #expect(try FileSystem.contentsOfDirectory(foreign) == ["main.go"])
     }
 
-    /// Runs chunkcache with `arguments` and no input; its exit status and what it wrote to
-    /// stdout and stderr.
-    func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let child = try ChildProcess.launch(["sh", "-c", "\"$0\" \"$@\" 2>&1", chunkcache] + arguments, environment: nil)
+    /// Runs `command` with no input; its exit status and what it wrote to stdout and stderr.
+    func run(_ command: [String]) async throws -> (status: Int32, output: String) {
+        let child = try ChildProcess.launch(["sh", "-c", "\"$0\" \"$@\" 2>&1"] + command, environment: nil)
         child.input.close()
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)

@@ -3,6 +3,10 @@ import Digests
 import FileIO
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite("Chunk store")
 struct ChunkStoreTests {
     @Test("outputs of every size round-trip: inline, one chunk, many chunks", arguments: [0, 1, 4096, 4097, 20_000, 3 << 20])
@@ -189,5 +193,26 @@ struct ChunkStoreTests {
         store.counters.hits.add(2)
         try store.counters.flush()
         #expect(try temp.open().statistics().hits == 5)
+    }
+
+    @Test("a full disk is recognised whichever layer hit it; other failures are not taken for it")
+    func outOfSpaceErrors() throws {
+        for code in [ENOSPC, EDQUOT, EFBIG] { #expect(ChunkStore.isOutOfSpace(SystemError("write", code: code))) }
+        #expect(ChunkStore.isOutOfSpace(ChunkStore.OutOfSpace(description: "full")))
+        #expect(ChunkStore.isOutOfSpace(SQLiteDatabase.Failure(description: "COMMIT: database or disk is full", code: 13)))
+        #expect(!ChunkStore.isOutOfSpace(SystemError("open", code: ENOENT)))
+        #expect(!ChunkStore.isOutOfSpace(SQLiteDatabase.Failure(description: "database is locked", code: 5)))
+        #expect(!ChunkStore.isOutOfSpace(ChunkStore.DamagedEntry(description: "bad chunk")))
+    }
+
+    @Test("a store leaves a reserve free on its filesystem: a put that would eat into it is refused as out of space")
+    func reserve() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let space = try FileSystem.space(at: temp.path)
+        let reserve = ChunkStore.reserve(onFilesystemOf: space.total)
+        #expect(reserve >= 1 << 20 && reserve <= 256 << 20)
+        #expect(throws: ChunkStore.OutOfSpace.self) { try store.ensureSpace(for: space.available - reserve + (1 << 20)) }
+        try store.ensureSpace(for: 1)
     }
 }

@@ -1,11 +1,13 @@
 import FileIO
 
 /// Collects a put body while it is decoded: in memory up to a limit, in a file beyond it, so a
-/// large body never sits whole in memory.
+/// large body never sits whole in memory. If the file cannot be written (its disk is full), the
+/// body is collected in memory after all: the go command treats a failed put as fatal in places
+/// (`go list -export`), and the bytes are already in hand.
 struct BodySpool {
     private enum Sink {
         case memory([UInt8])
-        case file(FileDescriptor, path: String)
+        case file(FileDescriptor, path: String, written: Int)
         case failed(any Error)
     }
 
@@ -23,9 +25,9 @@ struct BodySpool {
         }
         let path = spoolDirectory + "/.body-" + FileSystem.uniqueSuffix() + ".tmp"
         do {
-            sink = .file(try FileDescriptor.open(path, [.writeOnly, .create, .exclusive], permissions: 0o600), path: path)
+            sink = .file(try FileDescriptor.open(path, [.writeOnly, .create, .exclusive], permissions: 0o600), path: path, written: 0)
         } catch {
-            sink = .failed(error)
+            sink = .memory([])
         }
     }
 
@@ -37,13 +39,22 @@ struct BodySpool {
             sink = .failed(CancellationError())  // drop the reference so append does not copy
             buffer.append(contentsOf: bytes)
             sink = .memory(buffer)
-        case .file(let descriptor, let path):
+        case .file(let descriptor, let path, let written):
             do {
                 try descriptor.writeAll(bytes)
+                sink = .file(descriptor, path: path, written: written + bytes.count)
             } catch {
+                // Reading back what was written needs no space; the rest goes to memory.
                 descriptor.close()
+                let held = try? FileSystem.readFile(path)
                 try? FileSystem.remove(path)
-                sink = .failed(error)
+                if var held, held.count >= written {
+                    held.removeLast(held.count - written)
+                    held.append(contentsOf: bytes)
+                    sink = .memory(held)
+                } else {
+                    sink = .failed(error)
+                }
             }
         case .failed:
             break
@@ -55,7 +66,7 @@ struct BodySpool {
         switch sink {
         case .memory(let bytes):
             return PutBody(bytes: bytes)
-        case .file(let descriptor, let path):
+        case .file(let descriptor, let path, _):
             descriptor.close()
             return PutBody(file: path, size: size)
         case .failed(let error):
@@ -65,7 +76,7 @@ struct BodySpool {
 
     /// Throws the body away (the request was void).
     func discard() {
-        if case .file(let descriptor, let path) = sink {
+        if case .file(let descriptor, let path, _) = sink {
             descriptor.close()
             try? FileSystem.remove(path)
         }
