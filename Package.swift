@@ -32,6 +32,8 @@ let package = Package(
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         // libcurl, loaded when a remote cache is first used (runtime package: libcurl4).
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
+        // The commit a binary was built from, as the release scripts pass it (-Xcc -DCHUNKCACHE_COMMIT=…).
+        .target(name: "CBuildInfo"),
 
         .target(name: "Digests", dependencies: ["CLibCrypto"]),
         .target(name: "FileIO", dependencies: ["CLinux"]),
@@ -52,7 +54,7 @@ let package = Package(
         .executableTarget(
             name: "ChunkCacheCLI",
             dependencies: [
-                "ChunkCache",
+                "ChunkCache", "CBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

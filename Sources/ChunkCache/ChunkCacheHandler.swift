@@ -73,20 +73,27 @@ public final class ChunkCacheHandler: CacheHandler {
     private let used = Mutex<Set<SHA256Digest>>([])
     /// When this run started: background work after it is bounded by its length.
     private let started = ContinuousClock.now
+    private let startedAt = WallClock.nanoseconds()
     /// A full disk is said once per run, then counted.
     private let diskFull: DiskFullReport
+    /// Where each run is recorded, with the go command's version and this program's.
+    private let history: RunHistory
+    private let goVersion = parentGoVersion()
+    private let version: String
 
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
     /// than `liveRetention`. Live files go to `memoryRoot` (see `LiveFiles.privateMemoryRoot`)
     /// up to `budget.liveInMemory` bytes.
     public init(
         store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote? = nil, liveRetention: Duration = .seconds(3600),
-        memoryRoot: String? = nil
+        memoryRoot: String? = nil, version: String = ""
     ) throws {
         self.store = store
         self.remote = remote
         self.budget = budget
+        self.version = version
         diskFull = DiskFullReport(store: store)
+        history = RunHistory(store: store)
         // Kept files are hard-linked to live files, so both must be on one filesystem: the
         // store's, or memory.
         let keptInMemory = budget.keepInMemory && memoryRoot != nil && budget.liveInMemory > 0
@@ -126,6 +133,7 @@ public final class ChunkCacheHandler: CacheHandler {
                     kept?.keep(path, as: manifest.outputID)
                 }
             store.counters.hits.add()
+            store.counters.bytesServed.add(manifest.size)
             used.withLock { _ = $0.insert(key) }
             return CacheEntry(
                 outputID: OutputID(manifest.outputID), size: manifest.size,
@@ -198,6 +206,7 @@ public final class ChunkCacheHandler: CacheHandler {
         if !store.isReadOnly { _ = try? store.store(key: key, outputID: manifest.outputID, time: manifest.time, body: .file(path: path)) }
         store.counters.remoteHits.add()
         store.counters.hits.add()
+        store.counters.bytesServed.add(manifest.size)
         used.withLock { _ = $0.insert(key) }
         return CacheEntry(outputID: OutputID(manifest.outputID), size: manifest.size, time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
     }
@@ -220,6 +229,12 @@ public final class ChunkCacheHandler: CacheHandler {
     /// low CPU priority and within `Budget.backgroundCPU`, see `ChunkStore.recompressPendingChunks`)
     /// and applies the budget.
     public func endRun(closed: Bool, logger: Logger) async {
+        let served = ContinuousClock.now - started
+        let counters = store.counters
+        var record = RunRecord(
+            start: startedAt, served: served, after: .zero, hits: counters.hits.current, misses: counters.misses.current, puts: counters.puts.current,
+            bytesServed: counters.bytesServed.current, bytesStored: counters.bytesPut.current, errors: counters.errors.current,
+            goVersion: goVersion, version: version)
         await drainUploads()
         if closed { live.removeAll() } else { live.markKept() }
         finish(logger: logger)
@@ -241,6 +256,10 @@ public final class ChunkCacheHandler: CacheHandler {
             }
         }
         maintain(logger: logger)
+        if !store.isReadOnly {
+            record.after = ContinuousClock.now - started - served
+            do { try history.append(record) } catch { diskFull.warn("could not record the run", error, logger: logger) }
+        }
         diskFull.summary(logger: logger)
     }
 

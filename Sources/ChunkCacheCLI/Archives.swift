@@ -23,8 +23,10 @@ extension ChunkCacheCommand {
         var base: String?
 
         func run() throws {
+            let line = ProgressLine("exporting", items: "outputs")
             let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
-                .exportArchive(to: file, usedWithin: usedWithin?.nanoseconds, base: base)
+                .exportArchive(to: file, usedWithin: usedWithin?.nanoseconds, base: base, progress: line.update)
+            line.finish()
             print("exported \(report.manifests) outputs, \(report.chunks) chunks: \(Formatting.bytes(report.bytes))")
         }
     }
@@ -44,7 +46,9 @@ extension ChunkCacheCommand {
         }
 
         func run() throws {
-            let report = try ChunkStore(directory: try store.resolvedDirectory).importArchives(files)
+            let line = ProgressLine("importing", items: "archive passes")
+            let report = try ChunkStore(directory: try store.resolvedDirectory).importArchives(files, progress: line.update)
+            line.finish()
             print("imported \(report.manifests) outputs, \(report.chunks) new chunks" + (report.incomplete > 0 ? "; \(report.incomplete) outputs left out: their chunks are in no archive given (a delta without its base?)" : ""))
         }
     }

@@ -14,6 +14,7 @@ struct ChunkCacheCommand: AsyncParsableCommand {
             The store is --dir, else $CHUNKCACHE_DIR, else $XDG_CACHE_HOME/chunkcache, else
             ~/.cache/chunkcache.
             """,
+        version: "chunkcache \(BuildInfo.description)",
         subcommands: [Serve.self, Stats.self, Trim.self, GC.self, Verify.self, Export.self, Import.self],
         defaultSubcommand: Serve.self)
 }

@@ -19,10 +19,15 @@ extension ChunkCacheCommand {
             let directory = try store.resolvedDirectory
             let limits = try budget.resolved(for: directory)
             let chunkStore = try ChunkStore(directory: directory, opening: .existingOnly)
-            let report = try chunkStore.trim(maxSize: limits.maxSize, maxAge: limits.maxAge)
+            let line = ProgressLine("trimming", items: "packs")
+            let report = try chunkStore.trim(maxSize: limits.maxSize, maxAge: limits.maxAge, progress: line.update)
+            line.finish()
             try chunkStore.counters.flush()
-            print("expired \(report.expired), evicted \(report.evicted) outputs; \(report.garbage.chunksRemoved) chunks and \(report.garbage.packsRemoved + report.garbage.packsCompacted) packs collected")
-            print("on disk: \(Formatting.bytes(report.bytesBefore)) → \(Formatting.bytes(report.bytesAfter)) (freed \(Formatting.bytes(max(0, report.bytesBefore - report.bytesAfter))))")
+            print("""
+                expired \(report.expired), evicted \(report.evicted) outputs; \(report.garbage.chunksRemoved) chunks and \
+                \(report.garbage.packsRemoved + report.garbage.packsCompacted) packs collected; on disk \(Formatting.bytes(report.bytesBefore)) → \
+                \(Formatting.bytes(report.bytesAfter)) (freed \(Formatting.bytes(max(0, report.bytesBefore - report.bytesAfter))))
+                """)
         }
     }
 
@@ -35,7 +40,9 @@ extension ChunkCacheCommand {
         @OptionGroup var store: StoreOptions
 
         func run() throws {
-            let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly).collectGarbage()
+            let line = ProgressLine("collecting", items: "packs")
+            let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly).collectGarbage(progress: line.update)
+            line.finish()
             print("removed \(report.chunksRemoved) chunks, \(report.packsRemoved) empty packs, compacted \(report.packsCompacted) packs; freed \(Formatting.bytes(report.bytesFreed))")
         }
     }
@@ -52,12 +59,9 @@ extension ChunkCacheCommand {
 
         func run() throws {
             let chunkStore = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
-            let onTerminal = isatty(2) != 0
-            let report = try chunkStore.verify(repair: repair) { done, total in
-                if onTerminal, done % 100 == 0 || done == total {
-                    try? FileDescriptor.standardError.writeAll(Array("\rverifying \(done)/\(total)\(done == total ? "\n" : "")".utf8))
-                }
-            }
+            let line = ProgressLine("verifying", items: "outputs")
+            let report = try chunkStore.verify(repair: repair, progress: line.update)
+            line.finish()
             if repair { try chunkStore.counters.flush() }  // without --repair, verify writes nothing
             for (key, reason) in report.damaged { print("damaged \(key): \(reason)") }
             print("checked \(report.checked) outputs: \(report.damaged.count) damaged\(repair ? ", \(report.repaired) set aside" : "")")

@@ -107,7 +107,7 @@ extension ChunkCacheCommand {
                         liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot),
                         recompressLevel: try recompressionLevel(), backgroundCPUShare: try backgroundCPUShare()),
                     remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) },
-                    memoryRoot: memoryRoot)
+                    memoryRoot: memoryRoot, version: BuildInfo.token)
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
                 let passThrough = try PassThroughHandler()

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChunkCache
 import ChunkStore
 import FileIO
 
@@ -16,19 +17,34 @@ extension ChunkCacheCommand {
         @Flag(help: "Print JSON instead of text.")
         var json = false
 
+        @Option(help: ArgumentHelp("Show the last N runs (builds served) instead: when, how long, hits, misses, puts, bytes served and stored, errors, go version.", valueName: "n"))
+        var runs: Int?
+
+        func validate() throws {
+            if let runs, runs < 1 { throw ValidationError("--runs takes a number of runs, 1 or more") }
+        }
+
         func run() throws {
-            let stats = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly).statistics()
+            let chunkStore = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
+            if let runs {
+                let records = RunHistory(store: chunkStore).last(runs)
+                print(json ? runsJSON(records) : runsTable(records))
+                return
+            }
+            let stats = chunkStore.statistics()
             // Live files in memory belong to this user's runs of every store (one /dev/shm root).
             let liveInMemory = FileSystem.allocatedSize(of: "/dev/shm/chunkcache-\(getuid())")
             if json {
                 print(jsonObject(stats, adding: [
                     "dedupRatio": "\(stats.dedupRatio)", "compressionRatio": "\(stats.compressionRatio)", "liveBytesInMemory": "\(liveInMemory)",
+                    "version": "\"\(BuildInfo.description)\"",
                 ]))
                 return
             }
             let size = Formatting.bytes
             let saved = stats.logicalBytes > 0 ? Double(stats.diskBytes) / Double(stats.logicalBytes) : 0
             print("""
+                chunkcache       \(BuildInfo.description)
                 outputs          \(stats.outputs) (\(stats.inlineOutputs) inline)
                 logical size     \(size(stats.logicalBytes))
                 unique size      \(size(stats.uniqueBytes))  (dedup \(Formatting.fixed(stats.dedupRatio, digits: 2))x)
@@ -50,6 +66,40 @@ extension ChunkCacheCommand {
                 """)
         }
     }
+}
+
+/// Runs as a table, oldest first.
+private func runsTable(_ records: [RunRecord]) -> String {
+    guard !records.isEmpty else { return "no runs recorded" }
+    func seconds(_ duration: Duration) -> String { Formatting.fixed(duration.inSeconds, digits: 1) + " s" }
+    let header = ["started", "served", "after", "hits", "misses", "puts", "served", "stored", "errors", "go"]
+    let rows = records.map { run in
+        [
+            utcTimestamp(nanoseconds: run.start), seconds(run.served), seconds(run.after), "\(run.hits)", "\(run.misses)", "\(run.puts)",
+            Formatting.bytes(run.bytesServed), Formatting.bytes(run.bytesStored), "\(run.errors)", run.goVersion.isEmpty ? "?" : run.goVersion,
+        ]
+    }
+    let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
+    return ([header] + rows).map { row in
+        row.indices.map { column in
+            let pad = String(repeating: " ", count: widths[column] - row[column].count)
+            return column == 0 || column == row.count - 1 ? row[column] + pad : pad + row[column]
+        }.joined(separator: "  ")
+    }.joined(separator: "\n")
+}
+
+/// Runs as a JSON array of objects, oldest first. The version strings hold only characters that
+/// need no escaping (letters, digits, dots, dashes, parentheses, spaces).
+private func runsJSON(_ records: [RunRecord]) -> String {
+    let objects = records.map { run in
+        """
+          {"start": "\(utcTimestamp(nanoseconds: run.start))", "startNanoseconds": \(run.start), "servedMilliseconds": \(run.served.wholeMilliseconds), \
+        "afterMilliseconds": \(run.after.wholeMilliseconds), "hits": \(run.hits), "misses": \(run.misses), "puts": \(run.puts), \
+        "bytesServed": \(run.bytesServed), "bytesStored": \(run.bytesStored), "errors": \(run.errors), \
+        "goVersion": \(run.goVersion.isEmpty ? "null" : "\"\(run.goVersion)\""), "version": "\(run.version)"}
+        """
+    }
+    return "[\n" + objects.joined(separator: ",\n") + "\n]"
 }
 
 /// The statistics as a JSON object with sorted keys: every stored property (numbers, and

@@ -92,8 +92,9 @@ final class ArchiveWriter {
 struct ArchiveReader {
     private let descriptor: FileDescriptor
     private let path: String
-    private let size: Int64
-    private var offset: Int64 = 0
+    /// The archive's size, and where the next record starts.
+    let size: Int64
+    private(set) var position: Int64 = 0
 
     init(path: String) throws {
         self.path = path
@@ -119,28 +120,28 @@ struct ArchiveReader {
             throw ArchiveError(description: "\(path): truncated (no trailer)")
         }
         var hasher = SHA256()
-        var position: Int64 = 0
-        while position < size - 41 {
-            let count = Int(min(1 << 20, size - 41 - position))
-            hasher.update(try read(count, at: position))
-            position += Int64(count)
+        var hashed: Int64 = 0
+        while hashed < size - 41 {
+            let count = Int(min(1 << 20, size - 41 - hashed))
+            hasher.update(try read(count, at: hashed))
+            hashed += Int64(count)
         }
         guard hasher.finalize() == SHA256Digest(bytes: trailer[9...]) else {
             throw ArchiveError(description: "\(path): damaged or tampered with (checksum mismatch)")
         }
-        offset = Int64(ArchiveFormat.magic.count)
+        position = Int64(ArchiveFormat.magic.count)
     }
 
     /// The next record, or nil at the trailer.
     mutating func next() throws -> (kind: UInt8, payload: [UInt8])? {
-        guard offset < size - 41 else { return nil }
-        let header = try read(9, at: offset)
+        guard position < size - 41 else { return nil }
+        let header = try read(9, at: position)
         let length = header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 1, as: UInt64.self)) }
-        guard length <= ArchiveFormat.maxRecord, offset + 9 + Int64(length) <= size - 41 else {
-            throw ArchiveError(description: "\(path): bad record length at \(offset)")
+        guard length <= ArchiveFormat.maxRecord, position + 9 + Int64(length) <= size - 41 else {
+            throw ArchiveError(description: "\(path): bad record length at \(position)")
         }
-        let payload = try read(Int(length), at: offset + 9)
-        offset += 9 + Int64(length)
+        let payload = try read(Int(length), at: position + 9)
+        position += 9 + Int64(length)
         return (header[0], payload)
     }
 }

@@ -20,8 +20,9 @@ extension ChunkStore {
 
     /// Writes the store's outputs to one archive file: all of them, or those used within the last
     /// `usedWithin` nanoseconds. With `base`, only what that archive lacks.
+    /// `progress` counts the store's outputs looked at, and the archive's bytes.
     @discardableResult
-    public func exportArchive(to path: String, usedWithin: Int64? = nil, base: String? = nil) throws -> ExportReport {
+    public func exportArchive(to path: String, usedWithin: Int64? = nil, base: String? = nil, progress: ProgressHandler = { _ in }) throws -> ExportReport {
         var baseChunks = Set<SHA256Digest>()
         var baseManifests = Set<[UInt8]>()
         var baseDictionaries = Set<[UInt8]>()
@@ -50,7 +51,12 @@ extension ChunkStore {
             for dictionary in try catalog.dictionaries() where !baseDictionaries.contains(dictionary) {
                 try writer.record(ArchiveFormat.dictionaryKind, dictionary)
             }
-            for (keyBytes, bytes) in try catalog.allManifests() {
+            let all = try catalog.allManifests()
+            var done = Progress(totalItems: Int64(all.count))
+            for (keyBytes, bytes) in all {
+                done.items += 1
+                done.bytes = writer.size
+                progress(done)
                 guard let key = SHA256Digest(bytes: keyBytes), let used = lastUse[key], used >= cutoff,
                     let manifest = try? Manifest(decoding: bytes), !baseManifests.contains(bytes)
                 else { continue }
@@ -84,15 +90,26 @@ extension ChunkStore {
     /// Merges archives into the store (chunks it already has are not stored again). Every archive
     /// is checked in full before anything is written: a bad, truncated or tampered archive is
     /// rejected with the store unchanged.
+    /// `progress` counts the archives' bytes read in the two passes.
     @discardableResult
-    public func importArchives(_ paths: [String]) throws -> ImportReport {
+    public func importArchives(_ paths: [String], progress: ProgressHandler = { _ in }) throws -> ImportReport {
+        var done = Progress(totalItems: Int64(2 * paths.count), totalBytes: 2 * paths.reduce(0) { $0 + ((try? FileSystem.status(of: $1).size) ?? 0) })
         // Pass 1: integrity, chunk contents against their hashes, manifests parse.
         var available = Set<SHA256Digest>()
+        /// The next record of `reader`, counted in `done`.
+        func next(_ reader: inout ArchiveReader, after base: Int64) throws -> (kind: UInt8, payload: [UInt8])? {
+            let record = try reader.next()
+            done.bytes = base + (record == nil ? reader.size : reader.position)
+            if record == nil { done.items += 1 }
+            progress(done)
+            return record
+        }
         for path in paths {
             var reader = try ArchiveReader(path: path)
             defer { reader.close() }
             try reader.checkIntegrity()
-            while let (kind, payload) = try reader.next() {
+            let base = done.bytes
+            while let (kind, payload) = try next(&reader, after: base) {
                 switch kind {
                 case ArchiveFormat.chunkKind:
                     available.insert(try checkedChunk(payload, in: path).digest)
@@ -115,7 +132,8 @@ extension ChunkStore {
                 var reader = try ArchiveReader(path: path)
                 defer { reader.close() }
                 try reader.checkIntegrity()
-                while let (kind, payload) = try reader.next() {
+                let base = done.bytes
+                while let (kind, payload) = try next(&reader, after: base) {
                     if kind == ArchiveFormat.dictionaryKind {
                         let dictionary = try checkedDictionary(payload, in: path)
                         try catalog.addDictionary(id: dictionary.id, content: dictionary.bytes, time: WallClock.nanoseconds())

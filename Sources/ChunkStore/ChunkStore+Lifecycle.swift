@@ -45,7 +45,7 @@ extension ChunkStore {
     /// mostly garbage (live fraction under `compactBelow`) into a fresh pack. Runs with puts
     /// held off (`StoreLock`); packs other processes are still appending to are left alone.
     @discardableResult
-    public func collectGarbage(compactBelow: Double = 0.5) throws -> GarbageReport {
+    public func collectGarbage(compactBelow: Double = 0.5, progress: ProgressHandler = { _ in }) throws -> GarbageReport {
         packs.finishAppending()
         let report = try lock.withExclusive { () throws -> GarbageReport in
             var report = GarbageReport()
@@ -62,10 +62,18 @@ extension ChunkStore {
             try catalog.deleteChunks(orphans)
             report.chunksRemoved = orphans.count
             var record: [UInt8] = []
-            for pack in packs.packIDs() {
+            let all = packs.packIDs()
+            var done = Progress(totalItems: Int64(all.count), totalBytes: all.reduce(0) { $0 + ((try? FileSystem.status(of: packs.path(of: $1)).size) ?? 0) })
+            progress(done)
+            for pack in all {
                 guard let held = packs.lockForCompaction(pack) else { continue }
                 defer { held.close() }
                 let size = (try? held.status().size) ?? 0
+                defer {
+                    done.items += 1
+                    done.bytes += size
+                    progress(done)
+                }
                 let rows = byPack[pack] ?? []
                 let live = rows.reduce(Int64(0)) { $0 + Int64(PackStore.recordHeaderSize) + Int64($1.1.storedSize) }
                 if rows.isEmpty {
@@ -120,13 +128,13 @@ extension ChunkStore {
     /// only once gc rewrites (or deletes) the packs holding them; so the outputs to evict are
     /// chosen by the bytes that gc would then free (`evictionCount`), not by their size.
     @discardableResult
-    public func trim(maxSize: Int64?, maxAge: Int64?) throws -> TrimReport {
+    public func trim(maxSize: Int64?, maxAge: Int64?, progress: ProgressHandler = { _ in }) throws -> TrimReport {
         var report = TrimReport()
         report.bytesBefore = diskUsage
         if let maxAge {
             report.expired = try catalog.deleteManifests(unusedSince: WallClock.nanoseconds() - maxAge)
         }
-        report.garbage = try collectGarbage(compactBelow: Self.trimCompaction)
+        report.garbage = try collectGarbage(compactBelow: Self.trimCompaction, progress: progress)
         var usage = diskUsage
         if let maxSize, usage > maxSize {
             let target = maxSize / 10 * 9
@@ -136,7 +144,7 @@ extension ChunkStore {
                 let count = try evictionCount(freeing: usage - target, order: order.map(\.key))
                 try catalog.deleteManifests(order.prefix(count).map(\.key))
                 report.evicted += count
-                let garbage = try collectGarbage(compactBelow: Self.trimCompaction)
+                let garbage = try collectGarbage(compactBelow: Self.trimCompaction, progress: progress)
                 report.garbage.chunksRemoved += garbage.chunksRemoved
                 report.garbage.packsRemoved += garbage.packsRemoved
                 report.garbage.packsCompacted += garbage.packsCompacted
@@ -196,14 +204,18 @@ extension ChunkStore {
     }
 
     /// Re-reads every output and checks it against its output ID. With `repair`, damaged
-    /// entries are set aside (they become misses). `progress` is called with (done, total).
-    public func verify(repair: Bool, progress: (Int, Int) -> Void = { _, _ in }) throws -> VerifyReport {
+    /// entries are set aside (they become misses). `progress` counts outputs and their bytes.
+    public func verify(repair: Bool, progress: ProgressHandler = { _ in }) throws -> VerifyReport {
         var report = VerifyReport()
         let all = try catalog.allManifests()
         var record: [UInt8] = []
         var window: [UInt8] = []
+        let sizes = all.map { (try? Manifest(decoding: $0.manifest))?.size ?? 0 }
+        var done = Progress(totalItems: Int64(all.count), totalBytes: sizes.reduce(0, +))
         for (index, (keyBytes, bytes)) in all.enumerated() {
-            progress(index, all.count)
+            progress(done)
+            done.items += 1
+            done.bytes += sizes[index]
             report.checked += 1
             let keyHex = Hex.encode(keyBytes)
             do {
@@ -234,7 +246,7 @@ extension ChunkStore {
                 }
             }
         }
-        progress(all.count, all.count)
+        progress(done)
         return report
     }
 }

@@ -7,6 +7,8 @@ public final class StoreCounters: Sendable {
     public let misses = AtomicCounter()
     public let puts = AtomicCounter()
     public let bytesPut = AtomicCounter()
+    /// Bytes of outputs handed to the go command on hits.
+    public let bytesServed = AtomicCounter()
     public let damaged = AtomicCounter()
     public let errors = AtomicCounter()
     public let evictions = AtomicCounter()
@@ -27,7 +29,7 @@ public final class StoreCounters: Sendable {
     }
 
     private var all: [(String, AtomicCounter)] {
-        [("hits", hits), ("misses", misses), ("puts", puts), ("bytes_put", bytesPut), ("damaged", damaged), ("errors", errors), ("evictions", evictions),
+        [("hits", hits), ("misses", misses), ("puts", puts), ("bytes_put", bytesPut), ("bytes_served", bytesServed), ("damaged", damaged), ("errors", errors), ("evictions", evictions),
          ("remote_hits", remoteHits), ("remote_errors", remoteErrors), ("remote_bytes_down", remoteBytesDownloaded), ("remote_bytes_up", remoteBytesUploaded)]
     }
 

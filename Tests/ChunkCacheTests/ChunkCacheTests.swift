@@ -250,6 +250,36 @@ struct ChunkCacheTests {
         #expect(try FileSystem.contentsOfDirectory(store + "/tmp").isEmpty, "no half-written body left")
     }
 
+    @Test("each run served is recorded, newest last; the record is bounded, the oldest going first")
+    func runHistory() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let store = temp + "/store"
+        for _ in 0..<2 {
+            _ = try await CacheProgClient.withProgram([chunkcache, "--dir", store]) { client in
+                _ = try await client.put(actionID(1), body: body(1))
+                _ = try await client.get(actionID(1))
+                _ = try await client.get(actionID(2))
+                try await client.close()
+            }
+        }
+        let history = RunHistory(store: try ChunkStore(directory: store), limit: 10)
+        let runs = history.last(5)
+        #expect(runs.count == 2)
+        #expect(runs.allSatisfy { $0.hits == 1 && $0.misses == 1 && $0.puts == 1 && $0.bytesServed == Int64(body(1).count) })
+        #expect(runs[0].start <= runs[1].start)
+        #expect(runs.allSatisfy { $0.version.hasPrefix("0.") })
+
+        for n in 0..<40 {
+            try history.append(RunRecord(
+                start: Int64(n), served: .milliseconds(n), after: .zero, hits: Int64(n), misses: 0, puts: 0, bytesServed: 0, bytesStored: 0,
+                errors: 0, goVersion: "go1.27.3", version: "0.4.0 (test)"))
+        }
+        let all = history.last(1000)
+        #expect(all.count >= 10 && all.count <= 20, "\(all.count) records kept")
+        #expect(all.last?.hits == 39, "the newest is kept")
+        #expect(all.last?.version == "0.4.0_(test)", "one token, spaces made underscores")
+    }
+
     @Test("a failing disk (file-size limit): the big put gets Err, small ones and gets keep working")
     func failingDisk() async throws {
         defer { try? FileSystem.removeTree(temp) }
