@@ -116,8 +116,15 @@ extension ChunkStore {
                     break
                 }
                 guard let held = packs.lockForCompaction(pack) else {
-                    if !FileSystem.exists(packs.path(of: pack)) { packs.markRecompressed(pack) }  // a marker left by a crash
-                    else { report.packsLeft += 1 }  // still being appended to
+                    // Still being appended to; or no pack: a marker left by a crash (or one that
+                    // another process has only just made, its pack not yet: so only an old one goes).
+                    if FileSystem.exists(packs.path(of: pack)) {
+                        report.packsLeft += 1
+                    } else if let marker = try? FileSystem.status(of: packs.pendingMarker(of: pack)),
+                        WallClock.nanoseconds() - marker.modificationTime > 60_000_000_000
+                    {
+                        packs.markRecompressed(pack)
+                    }
                     continue
                 }
                 defer { held.close() }

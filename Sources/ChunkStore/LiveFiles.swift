@@ -86,7 +86,7 @@ public final class LiveFiles: Sendable {
     public func create(_ outputID: SHA256Digest, size: Int64, _ write: (String) throws -> Void) throws -> String {
         let pages = Self.pages(size)
         if let linked = linkEarlierCopy(outputID, size: size) {
-            if linked.hasPrefix(disk.directory + "/") == false { memoryUsed.add(pages) }
+            if !linked.hasPrefix(disk.directory + "/") { memoryUsed.add(pages) }
             return linked
         }
         if let memory, memoryUsed.add(pages) <= memoryBudget {
@@ -164,7 +164,7 @@ public final class LiveFiles: Sendable {
         for area in areas { area.removeAll() }
     }
 
-    /// Marks both directories as kept on purpose (see `LiveArea.markKept`), then removes the
+    /// Marks this process's directories as kept on purpose (see `LiveArea.markKept`), then removes the
     /// oldest other kept directories past `keptLimit`.
     public func markKept() {
         for area in areas {

@@ -5,8 +5,9 @@
 # directory in turn, shared before static, so a directory that holds only the static archives,
 # searched first, makes it take those. SwiftPM puts the -L directories of the packages' pkg-config
 # files (the system's library directory) first, so the build is given pkg-config files of its own
-# that name that directory instead. The binary then needs glibc alone (libcurl stays optional: it
-# is loaded at run time, and only for a remote tier).
+# that name that directory instead. The binary then needs glibc alone (with libgcc_s, which glibc
+# loads for pthread_exit and every glibc installation has; libcurl stays optional: it is loaded at
+# run time, and only for a remote tier).
 
 # The version in the sources (BuildInfo.swift), and the commit of the work tree ("-dirty" if it
 # has uncommitted changes).
