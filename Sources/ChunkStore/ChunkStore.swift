@@ -66,7 +66,8 @@ public final class ChunkStore: Sendable {
         public let description: String
     }
 
-    /// The store's filesystem has too little free space to store an output (see `reserve`).
+    /// The store's filesystem has too little free space to store an output (see
+    /// `reserve(onFilesystemOf:)`).
     public struct OutOfSpace: Error, CustomStringConvertible {
         public let description: String
     }
@@ -193,11 +194,6 @@ public final class ChunkStore: Sendable {
     @discardableResult
     public func store(key: SHA256Digest, outputID: SHA256Digest, time: Int64, body: Body) throws -> Manifest {
         guard !isReadOnly else { throw DamagedEntry(description: "the store at \(directory) is read-only") }
-        if case .file(let path) = body, let size = try? FileSystem.status(of: path).size {
-            try ensureSpace(for: size)
-        } else if case .bytes(let bytes) = body {
-            try ensureSpace(for: Int64(bytes.count))
-        }
         return try lock.withShared { try storeLocked(key: key, outputID: outputID, time: time, body: body) }
     }
 
@@ -225,6 +221,7 @@ public final class ChunkStore: Sendable {
         switch body {
         case .bytes(let bytes):
             size = Int64(bytes.count)
+            try ensureSpace(for: size)
             content = try bytes.withUnsafeBytes { raw in
                 if raw.count <= configuration.inlineLimit { return inline(raw) }
                 return .chunks(try storeChunks(of: raw, newChunks: &newChunks))
@@ -233,6 +230,7 @@ public final class ChunkStore: Sendable {
             let descriptor = try FileDescriptor.open(path, [.readOnly])
             defer { descriptor.close() }
             size = try descriptor.status().size
+            try ensureSpace(for: size)
             if size <= Int64(configuration.inlineLimit) {
                 let bytes = try FileSystem.readFile(path)
                 guard bytes.count == size else { throw DamagedEntry(description: "\(path) changed while being stored") }
