@@ -2,9 +2,19 @@
 import Foundation
 import PackageDescription
 
-// Layers, lowest first: CacheProgWire (protocol types and codec, no I/O) → CacheProg (server,
-// middleware, client) → ChunkStore (chunked, compressed, deduplicated storage; knows nothing of
-// the protocol) → ChunkCache (the handler joining the two) → chunkcache (the command-line tool).
+// Layers, lowest first:
+//   Digests, FileIO       SHA-256; typed system calls, time
+//   CacheProgWire         the protocol's types and streaming codec, no I/O
+//   CacheProg             server (handler + middleware), client, transports
+//   CacheProgTesting      in-memory pipes and a driver that plays the go command, for tests
+//   ChunkStore            the storage engine alone: Format/ (manifests, records, archives),
+//                         Engine/ (packs, catalog, codecs, FastCDC, its threads),
+//                         Maintenance/ (trim, gc, verify, recompression, archives); knows
+//                         nothing of the protocol, of served files or of other tiers
+//   ChunkCache            the GOCACHEPROG handler: Serving/ (live and kept files, counters),
+//                         Remote/ (the HTTP tier); joins CacheProg and ChunkStore
+//   chunkcache            the command-line tool (ChunkCacheCLI)
+// A lower layer never calls back into a higher one.
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
@@ -12,10 +22,11 @@ let swiftSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "ChunkCache",
-    platforms: [.macOS(.v15)],
+    // Linux only (glibc, /dev/shm, flock and fallocate semantics): no other platform is declared.
     products: [
         .library(name: "CacheProgWire", targets: ["CacheProgWire"]),
         .library(name: "CacheProg", targets: ["CacheProg"]),
+        .library(name: "CacheProgTesting", targets: ["CacheProgTesting"]),
         .library(name: "ChunkStore", targets: ["ChunkStore"]),
         .executable(name: "chunkcache", targets: ["ChunkCacheCLI"]),
         .executable(name: "cacheprog-disk", targets: ["CacheProgDisk"]),
@@ -44,6 +55,7 @@ let package = Package(
                 "CacheProgWire", "Digests", "FileIO",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(name: "CacheProgTesting", dependencies: ["CacheProg"]),
         .target(name: "ChunkStore", dependencies: ["CZstd", "CZlib", "CSQLite", "Digests", "FileIO"]),
         .target(
             name: "ChunkCache",
@@ -58,6 +70,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The example backend users copy: it uses the CacheProg product alone (and the C library),
+        // none of the package's internal modules.
         .executableTarget(
             name: "CacheProgDisk",
             dependencies: [
@@ -68,9 +82,9 @@ let package = Package(
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CacheProgWireTests", dependencies: ["CacheProgWire", "TestSupport"]),
-        .testTarget(name: "CacheProgTests", dependencies: ["CacheProg", "TestSupport"]),
+        .testTarget(name: "CacheProgTests", dependencies: ["CacheProg", "CacheProgTesting", "TestSupport"]),
         .testTarget(name: "ChunkStoreTests", dependencies: ["ChunkStore", "TestSupport"]),
-        .testTarget(name: "ChunkCacheTests", dependencies: ["ChunkCache", "CacheProg", "TestSupport"]),
+        .testTarget(name: "ChunkCacheTests", dependencies: ["ChunkCache", "ChunkStore", "CacheProg", "CacheProgTesting", "TestSupport"]),
     ]
 )
 

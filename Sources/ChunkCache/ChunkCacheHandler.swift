@@ -12,16 +12,20 @@ import Glibc
 /// The GOCACHEPROG backend over a `ChunkStore`: puts are chunked, compressed and deduplicated;
 /// gets reassemble the output into a plain file in this process's live directory.
 ///
-/// A damaged entry (bad manifest, missing or corrupt chunk, output not matching its ID) is set
-/// aside and answered as a miss, so the go command rebuilds it; it is never served.
+/// Serving is this layer's job; the store below is the storage engine only. A get goes
+/// `get` → `LiveFiles.create` (which file, in memory or on disk) → `FileSystem.createAtomically`
+/// → `ChunkStore.write(_:to:)` (the store decodes into the file descriptor it is given), and back
+/// up. A damaged entry (bad manifest, missing or corrupt chunk, output not matching its ID) is
+/// dealt with here, in one place (`setAside`): answered as a miss, so the go command rebuilds it,
+/// never served. Requests run on the store's threads (`executor`), since store calls block.
 public final class ChunkCacheHandler: CacheHandler {
     /// Limits applied when a run ends.
     public struct Budget: Sendable {
         /// Bytes on disk (live files excluded) above which least recently used outputs are evicted
         /// down to 90 %; nil for no limit.
         public var maxSize: Int64?
-        /// Outputs unused this long (nanoseconds) are dropped; nil to keep them.
-        public var maxAge: Int64?
+        /// Outputs unused this long are dropped; nil to keep them.
+        public var maxAge: Duration?
 
         /// Bytes of decompressed outputs to keep between runs for faster warm builds; 0 for none.
         public var keepDecompressed: Int64
@@ -44,7 +48,7 @@ public final class ChunkCacheHandler: CacheHandler {
         public static let minimumBackgroundCPU = Duration.seconds(2)
 
         public init(
-            maxSize: Int64? = 10 << 30, maxAge: Int64? = 5 * 86_400 * 1_000_000_000, keepDecompressed: Int64 = 0, keepInMemory: Bool = false,
+            maxSize: Int64? = 10 << 30, maxAge: Duration? = .seconds(5 * 86_400), keepDecompressed: Int64 = 0, keepInMemory: Bool = false,
             liveInMemory: Int64 = 0, recompressLevel: Int32? = nil, backgroundCPUShare: Double = 1
         ) {
             self.maxSize = maxSize
@@ -64,6 +68,8 @@ public final class ChunkCacheHandler: CacheHandler {
 
     public let store: ChunkStore
     public let live: LiveFiles
+    /// What this run counted (added to the store's stats file when it ends).
+    public let counters = CacheCounters()
     /// The shared second tier, if configured.
     public let remote: HTTPRemote?
     private let uploads = UploadQueue(limit: 4)
@@ -73,7 +79,7 @@ public final class ChunkCacheHandler: CacheHandler {
     private let used = Mutex<Set<SHA256Digest>>([])
     /// When this run started: background work after it is bounded by its length.
     private let started = ContinuousClock.now
-    private let startedAt = WallClock.nanoseconds()
+    private let startedAt = Timestamp.now
     /// A full disk is said once per run, then counted.
     private let diskFull: DiskFullReport
     /// Where each run is recorded, with the go command's version and this program's.
@@ -85,11 +91,11 @@ public final class ChunkCacheHandler: CacheHandler {
     /// than `liveRetention`. Live files go to `memoryRoot` (see `LiveFiles.privateMemoryRoot`)
     /// up to `budget.liveInMemory` bytes.
     public init(
-        store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote? = nil, liveRetention: Duration = .seconds(3600),
-        memoryRoot: String? = nil, version: String = ""
+        store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote.Configuration? = nil, liveRetention: Duration = .seconds(3600),
+        memoryRoot: String? = nil, version: String = "", logger: Logger = Logger(label: "chunkcache")
     ) throws {
         self.store = store
-        self.remote = remote
+        self.remote = remote.map { [counters] in HTTPRemote(configuration: $0, counters: counters, logger: logger) }
         self.budget = budget
         self.version = version
         diskFull = DiskFullReport(store: store)
@@ -98,15 +104,20 @@ public final class ChunkCacheHandler: CacheHandler {
         // store's, or memory.
         let keptInMemory = budget.keepInMemory && memoryRoot != nil && budget.liveInMemory > 0
         if budget.keepDecompressed > 0, keptInMemory || !store.isReadOnly {
-            kept = try KeptOutputs(root: keptInMemory ? memoryRoot! + "/kept" : store.keptRoot, budget: budget.keepDecompressed)
+            kept = try KeptOutputs(
+                root: keptInMemory ? memoryRoot! + "/" + KeptOutputs.directoryName : store.auxiliaryDirectory(KeptOutputs.directoryName),
+                budget: budget.keepDecompressed)
         } else {
             kept = nil
         }
         live = try LiveFiles(
-            diskRoot: store.liveRoot, memoryRoot: memoryRoot, memoryBudget: kept == nil || keptInMemory ? budget.liveInMemory : 0)
-        let (seconds, attoseconds) = liveRetention.components
-        live.sweep(retention: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            diskRoot: store.auxiliaryDirectory(LiveFiles.directoryName), memoryRoot: memoryRoot,
+            memoryBudget: kept == nil || keptInMemory ? budget.liveInMemory : 0)
+        live.sweep(retention: liveRetention)
     }
+
+    /// Store calls block: every request runs on the store's own threads.
+    public var executor: (any TaskExecutor)? { store.executor }
 
     /// Where the server spools large bodies when `spoolDirectory(forBodyOf:)` names no place:
     /// the store's filesystem, so they are renamed into the live directory rather than copied.
@@ -119,36 +130,45 @@ public final class ChunkCacheHandler: CacheHandler {
     }
 
     public func get(_ actionID: ActionID, context: CacheContext) async throws -> CacheEntry? {
-        let key = SHA256Digest(bytes: actionID.bytes)!
+        let key = actionID.digest
         do {
             guard let manifest = try store.manifest(for: key) else {
                 if let entry = await fetchFromRemote(key, context: context) { return entry }
-                store.counters.misses.add()
+                counters.misses.add()
                 return nil
             }
             let path = try live.existing(manifest.outputID, size: manifest.size)
                 ?? live.create(manifest.outputID, size: manifest.size) { path in
                     if kept?.link(manifest.outputID, size: manifest.size, to: path) == true { return }
-                    try store.materialize(manifest, at: path)
+                    try FileSystem.createAtomically(path, permissions: 0o644) { try store.write(manifest, to: $0) }
                     kept?.keep(path, as: manifest.outputID)
                 }
-            store.counters.hits.add()
-            store.counters.bytesServed.add(manifest.size)
-            used.withLock { _ = $0.insert(key) }
-            return CacheEntry(
-                outputID: OutputID(manifest.outputID), size: manifest.size,
-                time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
-        } catch let damage as ChunkStore.DamagedEntry {
-            context.logger.warning("damaged entry set aside, served as a miss: \(damage)")
-            store.quarantine(key: key, reason: damage.description)
-            store.counters.misses.add()
+            return served(manifest, at: path)
+        } catch let damage as StoreError where damage.kind == .damagedEntry {
+            setAside(key, because: damage, logger: context.logger)
+            counters.misses.add()
             return nil
         }
     }
 
+    /// Counts a hit on `manifest`'s output, handed out at `path`, and says so to the go command.
+    private func served(_ manifest: Manifest, at path: String) -> CacheEntry {
+        counters.hits.add()
+        counters.bytesServed.add(manifest.size)
+        used.withLock { _ = $0.insert(manifest.key) }
+        return CacheEntry(outputID: OutputID(manifest.outputID), size: manifest.size, time: manifest.time, diskPath: path)
+    }
+
+    /// The one place damage is dealt with: the entry is set aside in the store (its manifest
+    /// quarantined, a damaged chunk forgotten) and said on stderr; the caller answers a miss.
+    private func setAside(_ key: SHA256Digest, because damage: StoreError, logger: Logger) {
+        logger.warning("damaged entry set aside, served as a miss: \(damage)")
+        store.setAside(key, because: damage)
+    }
+
     public func put(_ request: PutRequest, context: CacheContext) async throws -> String {
-        let key = SHA256Digest(bytes: request.actionID.bytes)!
-        let outputID = SHA256Digest(bytes: request.outputID.bytes)!
+        let key = request.actionID.digest
+        let outputID = request.outputID.digest
         let path: String
         let body: ChunkStore.Body
         switch request.body.storage {
@@ -163,7 +183,7 @@ public final class ChunkCacheHandler: CacheHandler {
         }
         kept?.keep(path, as: outputID)
         do {
-            let manifest = try store.store(key: key, outputID: outputID, time: WallClock.nanoseconds(), body: body)
+            let manifest = try store.store(key: key, outputID: outputID, time: .now, body: body)
             if let remote, !remote.configuration.readOnly {
                 let chunks: [(digest: SHA256Digest, size: Int)]
                 if case .chunks(let list) = manifest.content { chunks = list.map { ($0.digest, Int($0.size)) } } else { chunks = [] }
@@ -174,7 +194,7 @@ public final class ChunkCacheHandler: CacheHandler {
             // Expected: a read-only store serves hits and stores nothing (said once at start).
         } catch {
             // The go command has its file; only the cache entry is lost. Say so and go on.
-            store.counters.errors.add()
+            counters.errors.add()
             diskFull.warn("could not store output of \(request.actionID.hex.prefix(16))", error, output: true, logger: context.logger)
         }
         return path
@@ -195,20 +215,20 @@ public final class ChunkCacheHandler: CacheHandler {
         }
         let path: String
         do {
-            path = try live.create(manifest.outputID, size: manifest.size) {
-                try store.materialize(manifest, at: $0, supplied: supplied, checkOutputID: true)
+            path = try live.create(manifest.outputID, size: manifest.size) { path in
+                try FileSystem.createAtomically(path, permissions: 0o644) { try store.write(manifest, to: $0, supplied: supplied, checkOutputID: true) }
             }
         } catch {
             context.logger.warning("remote entry \(key.hex.prefix(16)) does not check out, ignored: \(error)")
-            store.counters.remoteErrors.add()
+            // A local chunk found damaged on the way is forgotten; the entry from elsewhere has no
+            // manifest here to set aside.
+            if let damage = error as? StoreError { store.forgetDamagedChunk(damage) }
+            counters.remoteErrors.add()
             return nil
         }
         if !store.isReadOnly { _ = try? store.store(key: key, outputID: manifest.outputID, time: manifest.time, body: .file(path: path)) }
-        store.counters.remoteHits.add()
-        store.counters.hits.add()
-        store.counters.bytesServed.add(manifest.size)
-        used.withLock { _ = $0.insert(key) }
-        return CacheEntry(outputID: OutputID(manifest.outputID), size: manifest.size, time: Timestamp(nanosecondsSinceEpoch: manifest.time), diskPath: path)
+        counters.remoteHits.add()
+        return served(manifest, at: path)
     }
 
     /// Waits (at most `limit`) for uploads to the remote tier to finish; they read the run's
@@ -230,10 +250,10 @@ public final class ChunkCacheHandler: CacheHandler {
     /// and applies the budget.
     public func endRun(closed: Bool, logger: Logger) async {
         let served = ContinuousClock.now - started
-        let counters = store.counters
         var record = RunRecord(
-            start: startedAt, served: served, after: .zero, hits: counters.hits.current, misses: counters.misses.current, puts: counters.puts.current,
-            bytesServed: counters.bytesServed.current, bytesStored: counters.bytesPut.current, errors: counters.errors.current,
+            start: startedAt, served: served, after: .zero, hits: counters.hits.current, misses: counters.misses.current,
+            puts: store.counters.puts.current, bytesServed: counters.bytesServed.current, bytesStored: store.counters.bytesPut.current,
+            errors: counters.errors.current,
             goVersion: goVersion, version: version)
         await drainUploads()
         if closed { live.removeAll() } else { live.markKept() }
@@ -267,8 +287,8 @@ public final class ChunkCacheHandler: CacheHandler {
     func finish(logger: Logger) {
         guard !store.isReadOnly else { return }
         do {
-            try store.recordUse(of: Array(used.withLock { $0 }), at: WallClock.nanoseconds())
-            try store.counters.flush()
+            try store.recordUse(of: Array(used.withLock { $0 }), at: .now)
+            try counters.flush(to: store)
         } catch {
             diskFull.warn("could not save statistics", error, logger: logger)
         }
@@ -281,65 +301,13 @@ public final class ChunkCacheHandler: CacheHandler {
         kept?.trim()
         do {
             let overBudget = budget.maxSize.map { store.diskUsage > $0 } ?? false
-            let lastTrim = store.counters.persisted()["last_trim", default: 0]
-            let trimDue = WallClock.nanoseconds() - lastTrim > 86_400 * 1_000_000_000
+            let trimDue = store.counters.lastTrimTime.map { Timestamp.now - $0 > .seconds(86_400) } ?? true
             guard overBudget || trimDue else { return }
             let report = try store.trim(maxSize: budget.maxSize, maxAge: budget.maxAge)
-            try store.counters.flush()
+            try counters.flush(to: store)
             logger.info("trimmed: \(report.expired) expired, \(report.evicted) evicted, \(report.bytesBefore) → \(report.bytesAfter) bytes")
         } catch {
             diskFull.warn("could not trim the store", error, logger: logger)
-        }
-    }
-}
-
-/// Uploads to the remote tier, run after the go command has its reply, at most `limit` at once,
-/// and drained when the run ends. These are unstructured tasks on purpose: an upload outlives the
-/// request that caused it; `drain` is where the run waits for (or abandons) them.
-actor UploadQueue {
-    private let limit: Int
-    private var active = 0
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-    private var tasks: [Task<Void, Never>] = []
-
-    init(limit: Int) { self.limit = limit }
-
-    func add(_ work: @escaping @Sendable () async -> Void) {
-        tasks.append(Task {
-            await self.acquire()
-            await work()
-            self.release()
-        })
-    }
-
-    private func acquire() async {
-        if active < limit {
-            active += 1
-            return
-        }
-        await withCheckedContinuation { waiting.append($0) }
-    }
-
-    private func release() {
-        if waiting.isEmpty { active -= 1 } else { waiting.removeFirst().resume() }
-    }
-
-    /// Waits for every upload, or cancels what is left after `limit`.
-    func drain(limit: Duration) async {
-        let pending = tasks
-        tasks.removeAll()
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                for task in pending { await task.value }
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return false
-            }
-            _ = await group.next()
-            for task in pending { task.cancel() }  // past the limit: abandon what is left
-            group.cancelAll()
         }
     }
 }

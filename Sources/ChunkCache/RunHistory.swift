@@ -9,9 +9,9 @@ import Glibc
 /// --runs`: what each build asked of the store. Bounded: the oldest records are dropped past
 /// `RunHistory.limit`. The file is in the store, so it counts in its size (about 80 bytes a run).
 public struct RunRecord: Sendable, Equatable {
-    /// When the run started (nanoseconds since the epoch), how long the go command was served,
+    /// When the run started, how long the go command was served,
     /// and how long the work after it took (recompression, the budget).
-    public var start: Int64
+    public var start: Timestamp
     public var served: Duration
     public var after: Duration
     public var hits: Int64
@@ -25,7 +25,7 @@ public struct RunRecord: Sendable, Equatable {
     public var version: String
 
     public init(
-        start: Int64, served: Duration, after: Duration, hits: Int64, misses: Int64, puts: Int64, bytesServed: Int64, bytesStored: Int64,
+        start: Timestamp, served: Duration, after: Duration, hits: Int64, misses: Int64, puts: Int64, bytesServed: Int64, bytesStored: Int64,
         errors: Int64, goVersion: String, version: String
     ) {
         self.start = start
@@ -46,7 +46,7 @@ public struct RunRecord: Sendable, Equatable {
     var line: String {
         func token(_ text: String) -> String { text.isEmpty ? "-" : String(text.map { $0 == " " || $0 == "\n" ? "_" : $0 }) }
         let fields: [String] = [
-            "\(start)", "\(served.wholeMilliseconds)", "\(after.wholeMilliseconds)", "\(hits)", "\(misses)", "\(puts)", "\(bytesServed)",
+            "\(start.nanosecondsSinceEpoch)", "\(served.wholeMilliseconds)", "\(after.wholeMilliseconds)", "\(hits)", "\(misses)", "\(puts)", "\(bytesServed)",
             "\(bytesStored)", "\(errors)", token(goVersion), token(version),
         ]
         return fields.joined(separator: " ") + "\n"
@@ -58,7 +58,7 @@ public struct RunRecord: Sendable, Equatable {
         let numbers = fields[0..<9].compactMap { Int64($0) }
         guard numbers.count == 9 else { return nil }
         self.init(
-            start: numbers[0], served: .milliseconds(numbers[1]), after: .milliseconds(numbers[2]), hits: numbers[3], misses: numbers[4],
+            start: Timestamp(nanosecondsSinceEpoch: numbers[0]), served: .milliseconds(numbers[1]), after: .milliseconds(numbers[2]), hits: numbers[3], misses: numbers[4],
             puts: numbers[5], bytesServed: numbers[6], bytesStored: numbers[7], errors: numbers[8],
             goVersion: fields[9] == "-" ? "" : String(fields[9]), version: fields[10] == "-" ? "" : String(fields[10]))
     }

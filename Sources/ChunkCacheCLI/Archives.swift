@@ -25,7 +25,7 @@ extension ChunkCacheCommand {
         func run() throws {
             let line = ProgressLine("exporting", items: "outputs")
             let report = try ChunkStore(directory: try store.resolvedDirectory, opening: .existingOnly)
-                .exportArchive(to: file, usedWithin: usedWithin?.nanoseconds, base: base, progress: line.update)
+                .exportArchive(to: file, usedWithin: usedWithin?.duration, base: base, progress: line.update)
             line.finish()
             print("exported \(report.manifests) outputs, \(report.chunks) chunks: \(Formatting.bytes(report.bytes))")
         }

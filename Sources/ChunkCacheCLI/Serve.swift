@@ -106,8 +106,7 @@ extension ChunkCacheCommand {
                         keepInMemory: keepInMemory || environment("CHUNKCACHE_KEEP_IN_MEMORY") == "1",
                         liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot),
                         recompressLevel: try recompressionLevel(), backgroundCPUShare: try backgroundCPUShare()),
-                    remote: remoteConfiguration.map { HTTPRemote(configuration: $0, counters: chunkStore.counters, logger: logger) },
-                    memoryRoot: memoryRoot, version: BuildInfo.token)
+                    remote: remoteConfiguration, memoryRoot: memoryRoot, version: BuildInfo.token, logger: logger)
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
                 let passThrough = try PassThroughHandler()

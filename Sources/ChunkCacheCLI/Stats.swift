@@ -31,11 +31,12 @@ extension ChunkCacheCommand {
                 print(json ? runsJSON(records) : runsTable(records))
                 return
             }
-            let stats = chunkStore.statistics()
-            // Live files in memory belong to this user's runs of every store (one /dev/shm root).
-            let liveInMemory = FileSystem.allocatedSize(of: "/dev/shm/chunkcache-\(getuid())")
+            let all = CacheStatistics(of: chunkStore)
+            let stats = all.store
+            // Live files in memory belong to this user's runs of every store (one memory root).
+            let liveInMemory = FileSystem.allocatedSize(of: LiveFiles.memoryRootPath())
             if json {
-                print(jsonObject(stats, adding: [
+                print(jsonObject(all, adding: [
                     "dedupRatio": "\(stats.dedupRatio)", "compressionRatio": "\(stats.compressionRatio)", "liveBytesInMemory": "\(liveInMemory)",
                     "version": "\"\(BuildInfo.description)\"",
                 ]))
@@ -54,15 +55,15 @@ extension ChunkCacheCommand {
                 pending          \(stats.pendingPackFiles) packs, \(size(stats.pendingPackBytes)) awaiting recompression
                 dictionaries     \(stats.dictionaries), \(size(stats.dictionaryBytes))
                 on disk          \(size(stats.diskBytes))  (\(Formatting.fixed(saved, digits: 3)) of logical)
-                live files       \(size(stats.liveBytes)) on disk, \(size(liveInMemory)) in memory (all of this user's stores)
-                kept files       \(size(stats.keptBytes))
+                live files       \(size(all.liveBytes)) on disk, \(size(liveInMemory)) in memory (all of this user's stores)
+                kept files       \(size(all.keptBytes))
                 by codec         \(stats.storedBytesByCodec.sorted { $0.key < $1.key }.map { "\($0.key) \(size($0.value))" }.joined(separator: ", "))
-                hits / misses    \(stats.hits) / \(stats.misses)
+                hits / misses    \(all.hits) / \(all.misses)
                 puts             \(stats.puts)
                 damaged          \(stats.damaged)
                 evictions        \(stats.evictions)
-                remote           \(stats.remoteHits) hits, \(stats.remoteErrors) errors, \(size(stats.remoteBytesDownloaded)) down, \(size(stats.remoteBytesUploaded)) up
-                last trim        \(stats.lastTrim == 0 ? "never" : utcTimestamp(nanoseconds: stats.lastTrim))
+                remote           \(all.remoteHits) hits, \(all.remoteErrors) errors, \(size(all.remoteBytesDownloaded)) down, \(size(all.remoteBytesUploaded)) up
+                last trim        \(stats.lastTrim.map { utcText($0) } ?? "never")
                 """)
         }
     }
@@ -75,7 +76,7 @@ private func runsTable(_ records: [RunRecord]) -> String {
     let header = ["started", "served", "after", "hits", "misses", "puts", "served", "stored", "errors", "go"]
     let rows = records.map { run in
         [
-            utcTimestamp(nanoseconds: run.start), seconds(run.served), seconds(run.after), "\(run.hits)", "\(run.misses)", "\(run.puts)",
+            utcText(run.start), seconds(run.served), seconds(run.after), "\(run.hits)", "\(run.misses)", "\(run.puts)",
             Formatting.bytes(run.bytesServed), Formatting.bytes(run.bytesStored), "\(run.errors)", run.goVersion.isEmpty ? "?" : run.goVersion,
         ]
     }
@@ -93,7 +94,7 @@ private func runsTable(_ records: [RunRecord]) -> String {
 private func runsJSON(_ records: [RunRecord]) -> String {
     let objects = records.map { run in
         """
-          {"start": "\(utcTimestamp(nanoseconds: run.start))", "startNanoseconds": \(run.start), "servedMilliseconds": \(run.served.wholeMilliseconds), \
+          {"start": "\(utcText(run.start))", "startNanoseconds": \(run.start.nanosecondsSinceEpoch), "servedMilliseconds": \(run.served.wholeMilliseconds), \
         "afterMilliseconds": \(run.after.wholeMilliseconds), "hits": \(run.hits), "misses": \(run.misses), "puts": \(run.puts), \
         "bytesServed": \(run.bytesServed), "bytesStored": \(run.bytesStored), "errors": \(run.errors), \
         "goVersion": \(run.goVersion.isEmpty ? "null" : "\"\(run.goVersion)\""), "version": "\(run.version)"}
@@ -105,20 +106,25 @@ private func runsJSON(_ records: [RunRecord]) -> String {
 /// The statistics as a JSON object with sorted keys: every stored property (numbers, and
 /// objects of numbers), plus `extra` members given as JSON text. Keys are Swift property names
 /// and codec names, which need no escaping.
-private func jsonObject(_ stats: StoreStatistics, adding extra: [String: String]) -> String {
+/// The statistics as one flat JSON object (the store's fields and serving's side by side, as
+/// before they were split), with `extra` members.
+private func jsonObject(_ stats: CacheStatistics, adding extra: [String: String]) -> String {
     func value(_ any: Any, indent: String) -> String {
         switch any {
         case let number as any BinaryInteger: return "\(number)"
         case let number as Double: return "\(number)"
+        // A time, in nanoseconds since the epoch; 0 for never.
+        case let time as Timestamp: return "\(time.nanosecondsSinceEpoch)"
+        case let time as Timestamp?: return "\(time?.nanosecondsSinceEpoch ?? 0)"
         case let object as [String: Int64]:
             guard !object.isEmpty else { return "{}" }
             let members = object.sorted { $0.key < $1.key }.map { "\(indent)  \"\($0.key)\" : \($0.value)" }
             return "{\n" + members.joined(separator: ",\n") + "\n\(indent)}"
-        default: return "null"  // StoreStatistics holds nothing else
+        default: return "null"  // the statistics hold nothing else
         }
     }
     var members = extra
-    for child in Mirror(reflecting: stats).children {
+    for child in Array(Mirror(reflecting: stats.store).children) + Array(Mirror(reflecting: stats).children) where child.label != "store" {
         if let label = child.label { members[label] = value(child.value, indent: "  ") }
     }
     return "{\n" + members.sorted { $0.key < $1.key }.map { "  \"\($0.key)\" : \($0.value)" }.joined(separator: ",\n") + "\n}"

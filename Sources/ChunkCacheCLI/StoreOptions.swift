@@ -21,10 +21,4 @@ struct StoreOptions: ParsableArguments {
             throw ValidationError("no store directory: pass --dir, or set CHUNKCACHE_DIR or HOME")
         }
     }
-
-    private func environment(_ name: String) -> String? {
-        guard let value = getenv(name) else { return nil }
-        let text = String(decoding: UnsafeRawBufferPointer(start: value, count: strlen(value)), as: UTF8.self)
-        return text.isEmpty ? nil : text
-    }
 }

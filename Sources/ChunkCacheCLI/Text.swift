@@ -1,3 +1,5 @@
+import FileIO
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -5,9 +7,11 @@ import Glibc
 // Small text and environment helpers. The command-line tool does without Foundation: loading it
 // cost every run, including each one the go command starts, about 3 ms before the handshake.
 
-/// The environment variable `name`, if set.
+/// The environment variable `name`, if set and not empty: the tool's one reader of the
+/// environment (an empty variable means unset, as with the go command's own).
 func environment(_ name: String) -> String? {
-    getenv(name).map { String(cString: $0) }
+    guard let value = getenv(name), value.pointee != 0 else { return nil }
+    return String(cString: value)
 }
 
 extension StringProtocol {
@@ -17,9 +21,9 @@ extension StringProtocol {
     }
 }
 
-/// A wall-clock time (nanoseconds since the epoch) as "2026-11-27 10:51:20 UTC".
-func utcTimestamp(nanoseconds: Int64) -> String {
-    var seconds = time_t(nanoseconds / 1_000_000_000)
+/// A wall-clock time as "2026-11-27 10:51:20 UTC".
+func utcText(_ time: Timestamp) -> String {
+    var seconds = time_t(time.seconds)
     var parts = tm()
     gmtime_r(&seconds, &parts)
     var buffer = [CChar](repeating: 0, count: 64)

@@ -49,18 +49,18 @@ extension ByteSize {
     }
 }
 
-/// A duration such as `5d`, `12h`, `30m`, `90s` (nanoseconds inside), or `unlimited`.
+/// A duration such as `5d`, `12h`, `30m`, `90s`, or `unlimited` (nil).
 struct Age: ExpressibleByArgument {
-    let nanoseconds: Int64
+    let duration: Duration?
 
     init?(argument: String) {
         guard let seconds = quantity(argument, units: ["s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400]) else { return nil }
         guard seconds.isFinite else {
-            nanoseconds = .max
+            duration = nil
             return
         }
         guard seconds < 9e9 else { return nil }
-        nanoseconds = Int64(seconds * 1e9)
+        duration = .nanoseconds(Int64(seconds * 1e9))
     }
 }
 
@@ -74,12 +74,11 @@ struct BudgetOptions: ParsableArguments {
     var maxAge: Age?
 
     /// The limits in effect for the store at `directory`: flags, then environment, then defaults.
-    func resolved(for directory: String) throws -> (maxSize: Int64?, maxAge: Int64?) {
+    func resolved(for directory: String) throws -> (maxSize: Int64?, maxAge: Duration?) {
         let size = try setting(maxSize, variable: "CHUNKCACHE_MAX_SIZE", what: "a size")
         let age = try setting(maxAge, variable: "CHUNKCACHE_MAX_AGE", what: "a duration")
         let bytes = size?.bytes ?? Self.defaultMaxSize(for: directory)
-        let nanoseconds = age?.nanoseconds ?? 5 * 86_400 * 1_000_000_000
-        return (bytes == .max ? nil : bytes, nanoseconds == .max ? nil : nanoseconds)
+        return (bytes == .max ? nil : bytes, age.map(\.duration) ?? .seconds(5 * 86_400))
     }
 
     /// 10 GiB, but at most a quarter of the filesystem the store is on: on a small disk (the

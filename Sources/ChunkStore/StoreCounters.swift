@@ -1,24 +1,17 @@
 import FileIO
 
 /// Counts of what happened to a store, kept per process and added to the store's `stats` file
-/// (under a lock, so concurrent processes do not lose each other's counts) by `flush()`.
+/// (under a lock, so concurrent processes do not lose each other's counts) by `flush(adding:)`.
+/// The store counts what it does itself; its users add counters of their own (by name) to the
+/// same file.
 public final class StoreCounters: Sendable {
-    public let hits = AtomicCounter()
-    public let misses = AtomicCounter()
     public let puts = AtomicCounter()
     public let bytesPut = AtomicCounter()
-    /// Bytes of outputs handed to the go command on hits.
-    public let bytesServed = AtomicCounter()
     public let damaged = AtomicCounter()
-    public let errors = AtomicCounter()
     public let evictions = AtomicCounter()
-    /// The shared remote tier: outputs fetched from it, its failures, bytes each way.
-    public let remoteHits = AtomicCounter()
-    public let remoteErrors = AtomicCounter()
-    public let remoteBytesDownloaded = AtomicCounter()
-    public let remoteBytesUploaded = AtomicCounter()
-    /// When trim last ran here (a time, not a count: the stats file keeps the latest).
-    public let lastTrim = AtomicCounter()
+    /// When trim last ran here (a time in nanoseconds, not a count: the stats file keeps the latest).
+    let lastTrim = AtomicCounter()
+    static let lastTrimName = "last_trim"
 
     private let path: String
     private let lockPath: String
@@ -28,9 +21,9 @@ public final class StoreCounters: Sendable {
         self.lockPath = lockPath
     }
 
-    private var all: [(String, AtomicCounter)] {
-        [("hits", hits), ("misses", misses), ("puts", puts), ("bytes_put", bytesPut), ("bytes_served", bytesServed), ("damaged", damaged), ("errors", errors), ("evictions", evictions),
-         ("remote_hits", remoteHits), ("remote_errors", remoteErrors), ("remote_bytes_down", remoteBytesDownloaded), ("remote_bytes_up", remoteBytesUploaded)]
+    /// The store's own counters, by the names the stats file gives them.
+    private var named: [(String, AtomicCounter)] {
+        [("puts", puts), ("bytes_put", bytesPut), ("damaged", damaged), ("evictions", evictions)]
     }
 
     /// The totals in the stats file (without this process's unflushed counts).
@@ -44,20 +37,37 @@ public final class StoreCounters: Sendable {
         return totals
     }
 
-    /// Adds this process's counts to the stats file and resets them.
-    public func flush() throws {
+    /// The total of counter `name` across runs: the stats file's and this process's unflushed
+    /// count of `counter`.
+    public static func total(_ name: String, _ counter: AtomicCounter, in persisted: [String: Int64]) -> Int64 {
+        persisted[name, default: 0] + counter.current
+    }
+
+    /// The store's own totals (see `total`), and when trim last ran.
+    func totals(in persisted: [String: Int64]) -> (puts: Int64, damaged: Int64, evictions: Int64, lastTrim: Timestamp?) {
+        let last = max(persisted[Self.lastTrimName, default: 0], lastTrim.current)
+        return (Self.total("puts", puts, in: persisted), Self.total("damaged", damaged, in: persisted), Self.total("evictions", evictions, in: persisted),
+                last == 0 ? nil : Timestamp(nanosecondsSinceEpoch: last))
+    }
+
+    /// When trim last ran on this store, if ever.
+    public var lastTrimTime: Timestamp? { totals(in: persisted()).lastTrim }
+
+    /// Adds this process's counts, the store's and `others` (its users' counters, by name), to the
+    /// stats file and resets them.
+    public func flush(adding others: [(String, AtomicCounter)] = []) throws {
         let lock = try FileDescriptor.open(lockPath, [.readOnly, .noFollow])
         defer { lock.close() }
         _ = try lock.lock(exclusive: true)
         var totals = persisted()
-        for (name, counter) in all {
+        for (name, counter) in named + others {
             let value = counter.current
             counter.add(-value)
             totals[name, default: 0] += value
         }
         let trimmed = lastTrim.current
         lastTrim.add(-trimmed)
-        totals["last_trim"] = max(totals["last_trim", default: 0], trimmed)
+        totals[Self.lastTrimName] = max(totals[Self.lastTrimName, default: 0], trimmed)
         let text = totals.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
         try FileSystem.writeFileAtomically(path, Array(text.utf8), permissions: 0o600)
     }

@@ -104,13 +104,20 @@ public enum FileSystem {
     /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename. Readers see
     /// the old file or the whole new one, never part of it. `sync` also flushes it to the disk.
     public static func writeFileAtomically(_ path: String, _ bytes: [UInt8], permissions: mode_t = 0o600, sync: Bool = false) throws {
+        try createAtomically(path, permissions: permissions) { fd in
+            try fd.writeAll(bytes)
+            if sync { try fd.sync() }
+        }
+    }
+
+    /// Creates the file at `path` atomically: `write` fills a new temporary file beside it (never
+    /// following a link), which is renamed into place only if `write` returns; otherwise it is
+    /// removed and nothing appears at `path`.
+    public static func createAtomically(_ path: String, permissions: mode_t = 0o600, _ write: (FileDescriptor) throws -> Void) throws {
         let temporary = temporaryName(beside: path)
-        let fd = try FileDescriptor.open(temporary, [.writeOnly, .create, .exclusive], permissions: permissions)
+        let fd = try FileDescriptor.open(temporary, [.writeOnly, .create, .exclusive, .noFollow], permissions: permissions)
         do {
-            try fd.closeAfter {
-                try fd.writeAll(bytes)
-                if sync { try fd.sync() }
-            }
+            try fd.closeAfter { try write(fd) }
             try rename(temporary, to: path)
         } catch {
             try? remove(temporary)
@@ -118,8 +125,7 @@ public enum FileSystem {
         }
     }
 
-    /// A name for a temporary file next to `path`, unique to this process and call. Temporary
-    /// names start with "." and end in ".tmp", so cleanup can recognise them.
+    /// A name for a temporary file beside `path`, unique to this process and call.
     public static func temporaryName(beside path: String) -> String {
         let directory = parentDirectory(of: path)
         let name = path[path.index(after: path.lastIndex(of: "/") ?? path.index(before: path.startIndex))...]

@@ -1,5 +1,6 @@
 @_exported import TestSupport
 import CacheProg
+import CacheProgTesting
 import FileIO
 import Synchronization
 
@@ -47,25 +48,14 @@ func actionID(_ n: Int) -> ActionID {
     return ActionID(bytes: bytes)!
 }
 
-/// Runs a server over in-memory pipes and a client connected to it.
+/// Runs a server over in-memory pipes and a client connected to it (CacheProgTesting).
 func withInMemoryServer<R: Sendable>(
     _ handler: some CacheHandler, middleware: [any CacheMiddleware] = [], spool: String,
     _ body: @Sendable (CacheProgClient) async throws -> R
 ) async throws -> (R, CacheServer.Ending) {
-    let requests = InMemoryPipe()
-    let responses = InMemoryPipe()
     let server = CacheServer(handler: handler, middleware: middleware, configuration: .init(inMemoryBodyLimit: 4096, spoolDirectory: spool))
-    return try await withThrowingTaskGroup(of: CacheServer.Ending?.self) { group in
-        group.addTask {
-            let ending = try await server.run(input: requests.reader, output: responses.writer)
-            await responses.writer.close()
-            return ending
-        }
-        let result = try await CacheProgClient.withConnection(reader: responses.reader, writer: requests.writer, body)
-        var ending: CacheServer.Ending?
-        for try await value in group { ending = value ?? ending }
-        return (result, ending!)
-    }
+    let (result, ending) = try await server.test(requestTimeout: nil, body)
+    return (result, ending)
 }
 
 /// The directory holding the test bundle, where SwiftPM also puts the package's executables.

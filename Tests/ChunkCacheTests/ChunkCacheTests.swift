@@ -66,10 +66,10 @@ struct ChunkCacheTests {
         #expect(paths.allSatisfy { !($0.split(separator: "/").last ?? "").contains(".") })
         // After close, the run's live files are gone; the store keeps the outputs.
         #expect(paths.allSatisfy { !FileSystem.exists($0) })
-        let stats = try ChunkStore(directory: temp + "/store").statistics()
-        #expect(stats.outputs == 20)
-        #expect(stats.hits == 20 && stats.misses == 1 && stats.puts == 20)
-        #expect(stats.dedupRatio > 3)
+        let stats = CacheStatistics(of: try ChunkStore(directory: temp + "/store"))
+        #expect(stats.store.outputs == 20)
+        #expect(stats.hits == 20 && stats.misses == 1 && stats.store.puts == 20)
+        #expect(stats.store.dedupRatio > 3)
     }
 
     @Test("without close (as go list ends), live files stay readable after the process exits")
@@ -184,7 +184,7 @@ struct ChunkCacheTests {
             return linked
         }
         #expect(linked == 5)
-        let keptInStore = try ChunkStore(directory: store).statistics().keptBytes
+        let keptInStore = CacheStatistics(of: try ChunkStore(directory: store)).keptBytes
         #expect(inMemory ? keptInStore == 0 : keptInStore > 0, "kept where asked, not in both")
     }
 
@@ -271,7 +271,7 @@ struct ChunkCacheTests {
 
         for n in 0..<40 {
             try history.append(RunRecord(
-                start: Int64(n), served: .milliseconds(n), after: .zero, hits: Int64(n), misses: 0, puts: 0, bytesServed: 0, bytesStored: 0,
+                start: Timestamp(nanosecondsSinceEpoch: Int64(n)), served: .milliseconds(n), after: .zero, hits: Int64(n), misses: 0, puts: 0, bytesServed: 0, bytesStored: 0,
                 errors: 0, goVersion: "go1.27.3", version: "0.4.0 (test)"))
         }
         let all = history.last(1000)

@@ -11,7 +11,7 @@ struct ArchiveTests {
             // Outputs share most of their bytes between "branches": only a small part varies.
             var body = compressibleBytes(150_000, seed: UInt64(n))
             if variant != 0 { body.replaceSubrange(70_000..<70_100, with: pseudoRandomBytes(100, seed: variant &+ UInt64(n))) }
-            try store.store(key: key(n + Int(variant) * 1000), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            try store.store(key: key(n + Int(variant) * 1000), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
             bodies[n + Int(variant) * 1000] = body
         }
         return bodies
@@ -69,7 +69,7 @@ struct ArchiveTests {
         try FileSystem.writeFileAtomically(file, bytes)
         let target = try TemporaryStore()
         let store = try target.open()
-        #expect(throws: ArchiveError.self) { try store.importArchives([file]) }
+        #expect { try store.importArchives([file]) } throws: { ($0 as? StoreError)?.kind == .badArchive }
         #expect(store.statistics().outputs == 0)
         #expect(try target.files(in: "packs").isEmpty)
     }

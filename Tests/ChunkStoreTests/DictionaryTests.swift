@@ -10,7 +10,7 @@ struct DictionaryTests {
         var bodies: [Int: [UInt8]] = [:]
         for n in range {
             let body = compressibleBytes(400_000, seed: UInt64(300 + n))
-            try store.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
             bodies[n] = body
         }
         return bodies
@@ -52,7 +52,7 @@ struct DictionaryTests {
         let temp = try TemporaryStore()
         let store = try temp.open(.init(level: 1))
         let body = compressibleBytes(200_000, seed: 9)
-        try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        try store.store(key: key(1), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
         let report = try store.recompressPendingChunks(level: 15)
         #expect(report.chunks > 0)
         #expect(report.dictionary == nil)
@@ -148,7 +148,7 @@ struct DictionaryTests {
         var bodiesB: [Int: [UInt8]] = [:]
         for n in 10..<14 {
             let body = compressibleBytes(400_000, seed: UInt64(900 + n))
-            try b.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            try b.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
             bodiesB[n] = body
         }
         try b.recompressPendingChunks(level: 15)

@@ -10,7 +10,7 @@ struct LifecycleTests {
         var bodies: [[UInt8]] = []
         for n in 0..<count {
             let body = pseudoRandomBytes(size, seed: UInt64(1000 + n))
-            try store.store(key: key(n), outputID: SHA256.hash(body), time: Int64(1000 + n), body: .bytes(body))
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: Int64(1000 + n)), body: .bytes(body))
             bodies.append(body)
         }
         return bodies
@@ -21,7 +21,7 @@ struct LifecycleTests {
         let temp = try TemporaryStore()
         let store = try temp.open()
         let bodies = try fill(store, count: 20)
-        try store.recordUse(of: [key(0), key(1)], at: 10_000)  // recently used: must survive
+        try store.recordUse(of: [key(0), key(1)], at: Timestamp(nanosecondsSinceEpoch: 10_000))  // recently used: must survive
         let before = store.diskUsage
         let report = try store.trim(maxSize: before / 2, maxAge: nil)
         #expect(report.evicted > 0)
@@ -49,7 +49,7 @@ struct LifecycleTests {
             var body: [UInt8] = []
             for k in 0..<6 { body += pool[(n * 7 + k * 5) % pool.count] }
             body += pseudoRandomBytes(64 << 10, seed: UInt64(6000 + n))
-            try store.store(key: key(n), outputID: SHA256.hash(body), time: Int64(1000 + n), body: .bytes(body))
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: Int64(1000 + n)), body: .bytes(body))
         }
         let budget = store.diskUsage / 2
         let report = try store.trim(maxSize: budget, maxAge: nil)
@@ -64,8 +64,8 @@ struct LifecycleTests {
         let temp = try TemporaryStore()
         let store = try temp.open()
         _ = try fill(store, count: 3)
-        try store.recordUse(of: [key(2)], at: WallClock.nanoseconds())
-        let report = try store.trim(maxSize: nil, maxAge: 3_600_000_000_000)
+        try store.recordUse(of: [key(2)], at: .now)
+        let report = try store.trim(maxSize: nil, maxAge: .seconds(3600))
         #expect(report.expired == 2)
         #expect(try store.manifest(for: key(0)) == nil)
         #expect(try store.manifest(for: key(2)) != nil)
@@ -105,7 +105,7 @@ struct LifecycleTests {
             group.addTask {
                 for n in 0..<60 {
                     let body = pseudoRandomBytes(100_000, seed: UInt64(n % 7))  // repeats: dedup hits
-                    try writer.store(key: key(n), outputID: SHA256.hash(body), time: Int64(n), body: .bytes(body))
+                    try writer.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: Int64(n)), body: .bytes(body))
                 }
             }
             group.addTask {

@@ -12,7 +12,7 @@ struct RecompressionTests {
         var bodies: [[UInt8]] = []
         for n in 0..<6 {
             let body = compressibleBytes(400_000, seed: UInt64(40 + n))
-            try store.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
             bodies.append(body)
         }
         let packsBefore = try temp.files(in: "packs", suffix: ".pack")
@@ -37,8 +37,8 @@ struct RecompressionTests {
         let other = try temp.open(.init(level: 1))
         let a = compressibleBytes(300_000, seed: 50)
         let b = compressibleBytes(300_000, seed: 51)
-        try mine.store(key: key(1), outputID: SHA256.hash(a), time: 1, body: .bytes(a))
-        try other.store(key: key(2), outputID: SHA256.hash(b), time: 1, body: .bytes(b))
+        try mine.store(key: key(1), outputID: SHA256.hash(a), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(a))
+        try other.store(key: key(2), outputID: SHA256.hash(b), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(b))
         let otherPack = try #require(try temp.files(in: "packs", suffix: ".pack").first { path in
             // The other store's pack: the one holding b's chunks.
             guard case .chunks(let chunks) = try other.manifest(for: key(2))?.content, let first = chunks.first,
@@ -66,7 +66,7 @@ struct RecompressionTests {
         var bodies: [[UInt8]] = []
         for n in 0..<count {
             let body = compressibleBytes(400_000, seed: UInt64(70 + n))
-            try store.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
             bodies.append(body)
         }
         return (store, bodies)
@@ -116,7 +116,7 @@ struct RecompressionTests {
             let temp = try TemporaryStore()
             let store = try temp.open(configuration)
             let body = compressibleBytes(100_000, seed: 52)
-            try store.store(key: key(1), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+            try store.store(key: key(1), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
             #expect(try store.recompressPendingChunks(level: 9).chunks == 0)
             #expect(try temp.read(store, 1) == body)
         }

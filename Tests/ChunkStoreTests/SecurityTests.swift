@@ -16,7 +16,8 @@ struct SecurityTests {
         let temp = try TemporaryStore()
         _ = try temp.open()
         try FileSystem.setPermissions(temp.path + "/store", 0o777)
-        let error = #expect(throws: ChunkStore.DamagedEntry.self) { try temp.open() }
+        let error = #expect(throws: StoreError.self) { try temp.open() }
+        #expect(error?.kind == .unsafe)
         #expect(error?.description.contains("writable by other users") == true)
     }
 
@@ -27,7 +28,8 @@ struct SecurityTests {
         try FileSystem.removeTree(temp.path + "/store/tmp")
         try FileSystem.createDirectories(temp.path + "/elsewhere")
         #expect(symlink(temp.path + "/elsewhere", temp.path + "/store/tmp") == 0)
-        let error = #expect(throws: ChunkStore.DamagedEntry.self) { try temp.open() }
+        let error = #expect(throws: StoreError.self) { try temp.open() }
+        #expect(error?.kind == .unsafe)
         #expect(error?.description.contains("symbolic link") == true)
         #expect(try FileSystem.contentsOfDirectory(temp.path + "/elsewhere").isEmpty)
     }

@@ -1,5 +1,5 @@
 @_exported import TestSupport
-import ChunkStore
+@testable import ChunkStore
 import Digests
 import FileIO
 
@@ -19,6 +19,9 @@ func compressibleBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     return Array(out.prefix(count))
 }
 
+/// True for the error a damaged entry is reported with.
+func isDamage(_ error: any Error) -> Bool { (error as? StoreError)?.kind == .damagedEntry }
+
 func key(_ n: Int) -> SHA256Digest { SHA256.hash(Array("action \(n)".utf8)) }
 
 /// A fresh store directory, removed when the test ends.
@@ -36,16 +39,28 @@ struct TemporaryStore: ~Copyable {
 
     /// Stores `body` under `n` and reads it back through a materialized file.
     func roundTrip(_ store: ChunkStore, _ n: Int, _ body: [UInt8]) throws -> [UInt8] {
-        try store.store(key: key(n), outputID: SHA256.hash(body), time: 1, body: .bytes(body))
+        try store.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
         return try read(store, n)
     }
 
+    /// Reads `n` back as a get does, into a new file; a damaged chunk is forgotten (so storing
+    /// the output again repairs it), the manifest left for the caller to set aside.
     func read(_ store: ChunkStore, _ n: Int) throws -> [UInt8] {
-        guard let manifest = try store.manifest(for: key(n)) else { throw Missing() }
-        let out = path + "/out-\(n)-" + FileSystem.uniqueSuffix()
-        try store.materialize(manifest, at: out)
-        defer { try? FileSystem.remove(out) }
-        return try FileSystem.readFile(out)
+        do {
+            guard let manifest = try store.manifest(for: key(n)) else { throw Missing() }
+            let out = path + "/out-\(n)-" + FileSystem.uniqueSuffix()
+            try materialize(store, manifest, at: out)
+            defer { try? FileSystem.remove(out) }
+            return try FileSystem.readFile(out)
+        } catch let damage as StoreError where damage.kind == .damagedEntry {
+            store.forgetDamagedChunk(damage)
+            throw damage
+        }
+    }
+
+    /// Writes the output of `manifest` to a new file at `out`, atomically, as serving does.
+    func materialize(_ store: ChunkStore, _ manifest: Manifest, at out: String, checkOutputID: Bool = false) throws {
+        try FileSystem.createAtomically(out, permissions: 0o644) { try store.write(manifest, to: $0, checkOutputID: checkOutputID) }
     }
 
     struct Missing: Error {}

@@ -24,11 +24,19 @@ public protocol CacheHandler: Sendable {
     /// `put` can rename the file into place rather than copy it; nil for the server's
     /// `Configuration.spoolDirectory`. Called on the server's reading path: it must not block.
     func spoolDirectory(forBodyOf size: Int64) -> String?
+
+    /// Where the server runs this handler's requests: for a handler that blocks (disk, locks,
+    /// a database), an executor of its own threads, so that blocked requests never hold the
+    /// cooperative threads that read the next requests. Each request then runs there from start
+    /// to reply, without further hand-offs. Nil (the default) for the cooperative pool: for
+    /// handlers that never block.
+    var executor: (any TaskExecutor)? { get }
 }
 
 extension CacheHandler {
     public func close(context: CacheContext) async throws {}
     public func spoolDirectory(forBodyOf size: Int64) -> String? { nil }
+    public var executor: (any TaskExecutor)? { nil }
 }
 
 /// What a `get` hit returns.

@@ -6,7 +6,9 @@ import Logging
 /// `CacheHandler`, and writes the responses.
 ///
 /// It sends the capabilities message first, runs up to `maxConcurrentRequests` requests at once
-/// and answers each as it completes (so in any order), through one writer. A request it cannot
+/// (each in a task of its own, on the handler's `executor` if it names one) and answers each as
+/// it completes (so in any order), through one writer. The reading loop never waits for a
+/// handler, except for a free slot when that many are in flight. A request it cannot
 /// read is answered with `Err` when its ID is known. `close` waits for everything in flight, is
 /// answered, and ends `run`; so does the end of input (what `go list` does instead of `close`).
 public struct CacheServer: Sendable {
@@ -44,12 +46,14 @@ public struct CacheServer: Sendable {
 
     private let responder: Responder
     private let spoolDirectory: @Sendable (Int64) -> String?
+    private let executor: (any TaskExecutor)?
     private let configuration: Configuration
     private let logger: Logger
 
     public init(handler: some CacheHandler, middleware: [any CacheMiddleware] = [], configuration: Configuration = Configuration(), logger: Logger = Logger(label: "cacheprog")) {
         self.responder = Responder(handler: handler, middleware: middleware)
         self.spoolDirectory = { handler.spoolDirectory(forBodyOf: $0) }
+        self.executor = handler.executor
         self.configuration = configuration
         self.logger = logger
     }
@@ -112,7 +116,7 @@ public struct CacheServer: Sendable {
                 for work in ready {
                     if case .close(let id) = work {
                         try await group.waitForAll()
-                        let response = await serve(.close, id: id)
+                        let response = await serveClose(id: id)
                         try await output.write(response.encoded())
                         return .closed
                     }
@@ -121,7 +125,7 @@ public struct CacheServer: Sendable {
                         inFlight -= 1
                     }
                     inFlight += 1
-                    group.addTask {
+                    group.addTask(executorPreference: executor) {
                         let response: Response
                         switch work {
                         case .serve(let request, let body): response = await serve(request, body: body)
@@ -162,6 +166,11 @@ public struct CacheServer: Sendable {
         default:
             return Response(id: request.id, err: "unknown command \(request.command.rawValue.debugDescription)")
         }
+    }
+
+    /// `close`, on the handler's executor like every other request.
+    private func serveClose(id: Int64) async -> Response {
+        await withTaskExecutorPreference(executor) { await serve(.close, id: id) }
     }
 
     private func serve(_ request: CacheRequest, id: Int64) async -> Response {

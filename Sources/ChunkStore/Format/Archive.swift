@@ -23,11 +23,6 @@ enum ArchiveFormat {
     static let maxRecord: UInt64 = 1 << 31
 }
 
-/// An archive that is not one, is damaged, or was tampered with.
-public struct ArchiveError: Error, CustomStringConvertible {
-    public let description: String
-}
-
 /// Writes an archive to a temporary file beside its destination, renamed into place at the end.
 final class ArchiveWriter {
     private let descriptor: FileDescriptor
@@ -107,17 +102,17 @@ struct ArchiveReader {
     private func read(_ count: Int, at position: Int64) throws -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         let n = try bytes.withUnsafeMutableBytes { try descriptor.readFully(into: $0, at: position) }
-        guard n == count else { throw ArchiveError(description: "\(path): truncated") }
+        guard n == count else { throw StoreError(.badArchive, "\(path): truncated") }
         return bytes
     }
 
     /// Checks the magic and the trailer's hash of the whole file.
     mutating func checkIntegrity() throws {
-        guard size >= Int64(ArchiveFormat.magic.count + 41) else { throw ArchiveError(description: "\(path): too short to be an archive") }
-        guard try read(8, at: 0) == ArchiveFormat.magic else { throw ArchiveError(description: "\(path): not a chunkcache archive") }
+        guard size >= Int64(ArchiveFormat.magic.count + 41) else { throw StoreError(.badArchive, "\(path): too short to be an archive") }
+        guard try read(8, at: 0) == ArchiveFormat.magic else { throw StoreError(.badArchive, "\(path): not a chunkcache archive") }
         let trailer = try read(41, at: size - 41)
         guard trailer[0] == ArchiveFormat.trailerKind, trailer[1...8].elementsEqual([32, 0, 0, 0, 0, 0, 0, 0]) else {
-            throw ArchiveError(description: "\(path): truncated (no trailer)")
+            throw StoreError(.badArchive, "\(path): truncated (no trailer)")
         }
         var hasher = SHA256()
         var hashed: Int64 = 0
@@ -127,7 +122,7 @@ struct ArchiveReader {
             hashed += Int64(count)
         }
         guard hasher.finalize() == SHA256Digest(bytes: trailer[9...]) else {
-            throw ArchiveError(description: "\(path): damaged or tampered with (checksum mismatch)")
+            throw StoreError(.badArchive, "\(path): damaged or tampered with (checksum mismatch)")
         }
         position = Int64(ArchiveFormat.magic.count)
     }
@@ -138,7 +133,7 @@ struct ArchiveReader {
         let header = try read(9, at: position)
         let length = header.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 1, as: UInt64.self)) }
         guard length <= ArchiveFormat.maxRecord, position + 9 + Int64(length) <= size - 41 else {
-            throw ArchiveError(description: "\(path): bad record length at \(position)")
+            throw StoreError(.badArchive, "\(path): bad record length at \(position)")
         }
         let payload = try read(Int(length), at: position + 9)
         position += 9 + Int64(length)

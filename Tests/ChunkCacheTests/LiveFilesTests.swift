@@ -1,4 +1,5 @@
-import ChunkStore
+import ChunkCache
+import TestSupport
 import Digests
 import FileIO
 import Testing
@@ -102,7 +103,7 @@ struct LiveFilesTests {
         let outputs = (0..<5).map { [UInt8](repeating: UInt8($0), count: page) }
         func run(_ bodies: [[UInt8]], store: String? = nil) throws -> (paths: [String], written: Int) {
             let live = try LiveFiles(diskRoot: store ?? roots.disk, memoryRoot: roots.memory, memoryBudget: 1 << 20, keptLimit: 8 * Int64(page))
-            live.sweep(retention: 3_600_000_000_000)
+            live.sweep(retention: .seconds(3600))
             var written = 0
             let paths = try bodies.map { body in
                 try live.create(SHA256.hash(body), size: Int64(body.count)) { path in
@@ -196,7 +197,7 @@ struct LiveFilesTests {
     @Test("sweeping: a killed process's files go after a minute, kept ones after the retention, a live process's never")
     func sweep() throws {
         let roots = Roots()
-        let hour: Int64 = 3_600_000_000_000
+        let hour = Duration.seconds(3600)
         var killed: String, kept: String
         do {
             let a = try LiveArea(root: roots.disk)

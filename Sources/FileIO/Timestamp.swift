@@ -1,5 +1,6 @@
-/// A point in time with nanosecond precision, as the protocol's `Time` field carries it
-/// (RFC 3339, what Go's `time.Time` marshals to).
+/// A point in time (wall clock) with nanosecond precision: when an output was stored or used,
+/// and the protocol's `Time` field (RFC 3339, what Go's `time.Time` marshals to). Spans of time
+/// are `Duration`s.
 public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// Whole seconds since 1970-01-01T00:00:00Z.
     public var seconds: Int64
@@ -125,9 +126,23 @@ public struct Timestamp: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 }
 
-import FileIO
-
 extension Timestamp {
     /// The current wall-clock time.
     public static var now: Timestamp { Timestamp(nanosecondsSinceEpoch: WallClock.nanoseconds()) }
+
+    /// The epoch: what a time never recorded reads as.
+    public static var zero: Timestamp { Timestamp(seconds: 0) }
+
+    public static func + (lhs: Timestamp, rhs: Duration) -> Timestamp {
+        Timestamp(nanosecondsSinceEpoch: lhs.nanosecondsSinceEpoch &+ rhs.wholeNanoseconds)
+    }
+
+    public static func - (lhs: Timestamp, rhs: Duration) -> Timestamp {
+        Timestamp(nanosecondsSinceEpoch: lhs.nanosecondsSinceEpoch &- rhs.wholeNanoseconds)
+    }
+
+    /// The span from `rhs` to `lhs`.
+    public static func - (lhs: Timestamp, rhs: Timestamp) -> Duration {
+        .nanoseconds(lhs.nanosecondsSinceEpoch &- rhs.nanosecondsSinceEpoch)
+    }
 }

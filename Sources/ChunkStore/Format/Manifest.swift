@@ -1,5 +1,6 @@
 import CZlib
 import Digests
+import FileIO
 
 /// What the store keeps per action: the output's ID, size and time, and either the output
 /// itself (small outputs, inline) or the ordered list of its chunks.
@@ -30,8 +31,8 @@ public struct Manifest: Hashable, Sendable {
     public var outputID: SHA256Digest
     /// Bytes in the output.
     public var size: Int64
-    /// When it was stored, in nanoseconds since the epoch.
-    public var time: Int64
+    /// When it was stored.
+    public var time: Timestamp
     public var content: Content
 
     static let magic: [UInt8] = Array("CCM1".utf8)
@@ -49,7 +50,7 @@ public struct Manifest: Hashable, Sendable {
         writer.append(key)
         writer.append(outputID)
         writer.append(size)
-        writer.append(time)
+        writer.append(time.nanosecondsSinceEpoch)
         switch content {
         case .inline(let codec, let payload):
             writer.append(codec.rawValue)
@@ -112,14 +113,14 @@ public struct Manifest: Hashable, Sendable {
                     throw CorruptData(description: "unknown manifest kind \(kind)")
                 }
                 guard reader.remaining == 0 else { throw CorruptData(description: "trailing bytes in manifest") }
-                return Manifest(key: key, outputID: outputID, size: size, time: time, content: content)
+                return Manifest(key: key, outputID: outputID, size: size, time: Timestamp(nanosecondsSinceEpoch: time), content: content)
             }
         } catch is BinaryReader.Truncated {
             throw CorruptData(description: "manifest truncated")
         }
     }
 
-    init(key: SHA256Digest, outputID: SHA256Digest, size: Int64, time: Int64, content: Content) {
+    init(key: SHA256Digest, outputID: SHA256Digest, size: Int64, time: Timestamp, content: Content) {
         self.key = key
         self.outputID = outputID
         self.size = size

@@ -21,7 +21,7 @@ public final class LiveArea: Sendable {
     static let keptMarker = ".kept"
     /// How long a killed process's directory stays: long enough that a process still between
     /// creating its directory and locking it is never mistaken for a dead one.
-    static let killedRetention: Int64 = 60_000_000_000
+    static let killedRetention = Duration.seconds(60)
 
     /// Creates a directory of this process's own under `root`.
     public init(root: String) throws {
@@ -55,25 +55,25 @@ public final class LiveArea: Sendable {
     /// A directory kept on purpose by a process that is gone, when it was marked, and for whom.
     public struct KeptDirectory: Sendable {
         public let path: String
-        public let keptAt: Int64
+        public let keptAt: Timestamp
         public let owner: String
     }
 
     /// Removes other processes' directories whose process is gone: kept ones older than
-    /// `retention` (nanoseconds), those of killed processes older than a minute (or `retention`,
+    /// `retention`, those of killed processes older than a minute (or `retention`,
     /// if shorter). Returns the kept directories that remain, newest first.
     @discardableResult
-    public static func sweep(root: String, retention: Int64, except own: String? = nil) -> [KeptDirectory] {
+    public static func sweep(root: String, retention: Duration, except own: String? = nil) -> [KeptDirectory] {
         guard let names = try? FileSystem.contentsOfDirectory(root) else { return [] }
-        let now = WallClock.nanoseconds()
+        let now = Timestamp.now
         var kept: [KeptDirectory] = []
         for name in names {
             let path = root + "/" + name
             guard path != own, let info = try? FileSystem.status(of: path, followLinks: false), info.isDirectory else { continue }
             let marker = try? FileSystem.status(of: path + "/" + keptMarker, followLinks: false)
-            guard now - info.modificationTime > (marker != nil ? retention : min(retention, Self.killedRetention)) else {
+            guard now - Timestamp(nanosecondsSinceEpoch: info.modificationTime) > (marker != nil ? retention : min(retention, Self.killedRetention)) else {
                 if let marker, let owner = try? FileSystem.readFile(path + "/" + keptMarker) {
-                    kept.append(KeptDirectory(path: path, keptAt: marker.modificationTime, owner: String(decoding: owner, as: UTF8.self)))
+                    kept.append(KeptDirectory(path: path, keptAt: Timestamp(nanosecondsSinceEpoch: marker.modificationTime), owner: String(decoding: owner, as: UTF8.self)))
                 }
                 continue
             }
@@ -115,7 +115,7 @@ public final class LiveArea: Sendable {
             counted.formUnion(inodes)
         }
         var freed: Int64 = 0
-        for directory in sweep(root: root, retention: .max, except: own) {
+        for directory in sweep(root: root, retention: .seconds(Int64.max / 2_000_000_000), except: own) {
             let (bytes, inodes) = uncounted(in: directory.path)
             if total + bytes > limit {
                 try? FileSystem.removeTree(directory.path)

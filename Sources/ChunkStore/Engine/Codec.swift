@@ -28,8 +28,11 @@ public enum Codec: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 }
 
 /// Data that failed to decode.
-public struct CorruptData: Error, CustomStringConvertible {
+public struct CorruptData: Error, CustomStringConvertible, Equatable {
     public let description: String
+
+    /// Bytes decoded from a chunk that are not the chunk its hash names.
+    public static let hashMismatch = CorruptData(description: "does not match its hash")
 }
 
 /// Compresses with a chosen codec and level; decompresses any codec. Reuses zstd contexts,

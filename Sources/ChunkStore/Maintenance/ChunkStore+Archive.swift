@@ -19,10 +19,14 @@ extension ChunkStore {
     }
 
     /// Writes the store's outputs to one archive file: all of them, or those used within the last
-    /// `usedWithin` nanoseconds. With `base`, only what that archive lacks.
+    /// `usedWithin`. With `base`, only what that archive lacks.
     /// `progress` counts the store's outputs looked at, and the archive's bytes.
     @discardableResult
-    public func exportArchive(to path: String, usedWithin: Int64? = nil, base: String? = nil, progress: ProgressHandler = { _ in }) throws -> ExportReport {
+    public func exportArchive(to path: String, usedWithin: Duration? = nil, base: String? = nil, progress: ProgressHandler = { _ in }) throws -> ExportReport {
+        try StoreError.translating { try exportArchiveLocked(to: path, usedWithin: usedWithin, base: base, progress: progress) }
+    }
+
+    private func exportArchiveLocked(to path: String, usedWithin: Duration?, base: String?, progress: ProgressHandler) throws -> ExportReport {
         var baseChunks = Set<SHA256Digest>()
         var baseManifests = Set<[UInt8]>()
         var baseDictionaries = Set<[UInt8]>()
@@ -40,7 +44,7 @@ extension ChunkStore {
                 }
             }
         }
-        let cutoff = usedWithin.map { WallClock.nanoseconds() - $0 } ?? .min
+        let cutoff = usedWithin.map { (Timestamp.now - $0).nanosecondsSinceEpoch } ?? .min
         let lastUse = Dictionary(try catalog.actionsByLastUse().map { ($0.key, $0.lastUsed) }, uniquingKeysWith: max)
         let writer = try ArchiveWriter(path: path)
         var report = ExportReport()
@@ -93,6 +97,10 @@ extension ChunkStore {
     /// `progress` counts the archives' bytes read in the two passes.
     @discardableResult
     public func importArchives(_ paths: [String], progress: ProgressHandler = { _ in }) throws -> ImportReport {
+        try StoreError.translating { try importArchivesLocked(paths, progress: progress) }
+    }
+
+    private func importArchivesLocked(_ paths: [String], progress: ProgressHandler) throws -> ImportReport {
         var done = Progress(totalItems: Int64(2 * paths.count), totalBytes: 2 * paths.reduce(0) { $0 + ((try? FileSystem.status(of: $1).size) ?? 0) })
         // Pass 1: integrity, chunk contents against their hashes, manifests parse.
         var available = Set<SHA256Digest>()
@@ -104,71 +112,69 @@ extension ChunkStore {
             progress(done)
             return record
         }
-        for path in paths {
-            var reader = try ArchiveReader(path: path)
-            defer { reader.close() }
-            try reader.checkIntegrity()
-            let base = done.bytes
-            while let (kind, payload) = try next(&reader, after: base) {
-                switch kind {
-                case ArchiveFormat.chunkKind:
-                    available.insert(try checkedChunk(payload, in: path).digest)
-                case ArchiveFormat.manifestKind:
-                    guard payload.count > 8, (try? Manifest(decoding: Array(payload[8...]))) != nil else {
-                        throw ArchiveError(description: "\(path): a manifest does not parse")
-                    }
-                case ArchiveFormat.dictionaryKind:
-                    try checkedDictionary(payload, in: path)
-                default:
-                    throw ArchiveError(description: "\(path): unknown record kind \(kind)")
+        /// Calls `body` with every record of every archive in turn, each archive checked whole first.
+        func eachRecord(_ body: (_ path: String, _ kind: UInt8, _ payload: [UInt8]) throws -> Void) throws {
+            for path in paths {
+                var reader = try ArchiveReader(path: path)
+                defer { reader.close() }
+                try reader.checkIntegrity()
+                let base = done.bytes
+                while let (kind, payload) = try next(&reader, after: base) { try body(path, kind, payload) }
+            }
+        }
+        try eachRecord { path, kind, payload in
+            switch kind {
+            case ArchiveFormat.chunkKind:
+                available.insert(try checkedChunk(payload, in: path).digest)
+            case ArchiveFormat.manifestKind:
+                guard payload.count > 8, (try? Manifest(decoding: Array(payload[8...]))) != nil else {
+                    throw StoreError(.badArchive, "\(path): a manifest does not parse")
                 }
+            case ArchiveFormat.dictionaryKind:
+                try checkedDictionary(payload, in: path)
+            default:
+                throw StoreError(.badArchive, "\(path): unknown record kind \(kind)")
             }
         }
         // Pass 2: store chunks, then commit each complete manifest with the chunks it brought.
         var report = ImportReport()
         try lock.withShared {
             var added: [SHA256Digest: ChunkLocation] = [:]
-            for path in paths {
-                var reader = try ArchiveReader(path: path)
-                defer { reader.close() }
-                try reader.checkIntegrity()
-                let base = done.bytes
-                while let (kind, payload) = try next(&reader, after: base) {
-                    if kind == ArchiveFormat.dictionaryKind {
-                        let dictionary = try checkedDictionary(payload, in: path)
-                        try catalog.addDictionary(id: dictionary.id, content: dictionary.bytes, time: WallClock.nanoseconds())
-                        continue
-                    }
-                    if kind == ArchiveFormat.chunkKind {
-                        let chunk = try checkedChunk(payload, in: path)
-                        guard added[chunk.digest] == nil, try catalog.location(of: chunk.digest) == nil else { continue }
-                        added[chunk.digest] = try payload.withUnsafeBytes { raw in
-                            try packs.append(chunk.digest, codec: chunk.codec, rawSize: chunk.rawSize, payload: UnsafeRawBufferPointer(rebasing: raw[37...]), pending: false)
-                        }
-                        report.chunks += 1
-                        continue
-                    }
-                    let bytes = Array(payload[8...])
-                    let used = payload.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
-                    let manifest = try Manifest(decoding: bytes)
-                    var fresh: [(SHA256Digest, ChunkLocation)] = []
-                    var complete = true
-                    if case .chunks(let chunks) = manifest.content {
-                        for chunk in chunks {
-                            if let location = added[chunk.digest] {
-                                fresh.append((chunk.digest, location))
-                            } else if try catalog.location(of: chunk.digest) == nil {
-                                complete = false
-                            }
-                        }
-                    }
-                    guard complete else {
-                        report.incomplete += 1
-                        continue
-                    }
-                    try catalog.commit(key: manifest.key, manifest: bytes, time: used, newChunks: fresh)
-                    report.manifests += 1
+            try eachRecord { path, kind, payload in
+                if kind == ArchiveFormat.dictionaryKind {
+                    let dictionary = try checkedDictionary(payload, in: path)
+                    try catalog.addDictionary(id: dictionary.id, content: dictionary.bytes, time: WallClock.nanoseconds())
+                    return
                 }
+                if kind == ArchiveFormat.chunkKind {
+                    let chunk = try checkedChunk(payload, in: path)
+                    guard added[chunk.digest] == nil, try catalog.location(of: chunk.digest) == nil else { return }
+                    added[chunk.digest] = try payload.withUnsafeBytes { raw in
+                        try packs.append(chunk.digest, codec: chunk.codec, rawSize: chunk.rawSize, payload: UnsafeRawBufferPointer(rebasing: raw[37...]), pending: false)
+                    }
+                    report.chunks += 1
+                    return
+                }
+                let bytes = Array(payload[8...])
+                let used = payload.withUnsafeBytes { Int64(littleEndian: $0.loadUnaligned(as: Int64.self)) }
+                let manifest = try Manifest(decoding: bytes)
+                var fresh: [(SHA256Digest, ChunkLocation)] = []
+                var complete = true
+                if case .chunks(let chunks) = manifest.content {
+                    for chunk in chunks {
+                        if let location = added[chunk.digest] {
+                            fresh.append((chunk.digest, location))
+                        } else if try catalog.location(of: chunk.digest) == nil {
+                            complete = false
+                        }
+                    }
+                }
+                guard complete else {
+                    report.incomplete += 1
+                    return
+                }
+                try catalog.commit(key: manifest.key, manifest: bytes, time: used, newChunks: fresh)
+                report.manifests += 1
             }
         }
         return report
@@ -179,30 +185,31 @@ extension ChunkStore {
     /// chance) cannot be imported.
     @discardableResult
     private func checkedDictionary(_ payload: [UInt8], in path: String) throws -> CompressionDictionary {
-        guard let dictionary = CompressionDictionary(bytes: payload) else { throw ArchiveError(description: "\(path): a dictionary is not a zstd dictionary") }
+        guard let dictionary = CompressionDictionary(bytes: payload) else { throw StoreError(.badArchive, "\(path): a dictionary is not a zstd dictionary") }
         if let existing = try catalog.dictionary(id: dictionary.id), existing != payload {
-            throw ArchiveError(description: "\(path): its dictionary \(dictionary.id) differs from the store's dictionary with that ID")
+            throw StoreError(.badArchive, "\(path): its dictionary \(dictionary.id) differs from the store's dictionary with that ID")
         }
-        guard compressor.add(dictionary) else { throw ArchiveError(description: "\(path): zstd rejects dictionary \(dictionary.id)") }
+        guard compressor.add(dictionary) else { throw StoreError(.badArchive, "\(path): zstd rejects dictionary \(dictionary.id)") }
         return dictionary
     }
 
     /// Parses a chunk record and checks its content against its hash.
     private func checkedChunk(_ payload: [UInt8], in path: String) throws -> (digest: SHA256Digest, codec: Codec, rawSize: Int) {
-        guard payload.count > 37 else { throw ArchiveError(description: "\(path): a chunk record is too short") }
+        guard payload.count > 37 else { throw StoreError(.badArchive, "\(path): a chunk record is too short") }
         return try payload.withUnsafeBytes { raw in
             let digest = SHA256Digest(unsafeBytes: raw)
-            guard let codec = Codec(rawValue: raw[32]) else { throw ArchiveError(description: "\(path): unknown codec") }
+            guard let codec = Codec(rawValue: raw[32]) else { throw StoreError(.badArchive, "\(path): unknown codec") }
             let rawSize = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 33, as: UInt32.self)))
-            guard rawSize > 0, rawSize <= 1 << 24 else { throw ArchiveError(description: "\(path): bad chunk size") }
+            guard rawSize > 0, rawSize <= 1 << 24 else { throw StoreError(.badArchive, "\(path): bad chunk size") }
             var plain = [UInt8](repeating: 0, count: rawSize)
             do {
-                _ = try plain.withUnsafeMutableBytes { try compressor.decompress(UnsafeRawBufferPointer(rebasing: raw[37...]), codec: codec, into: $0) }
+                try plain.withUnsafeMutableBytes {
+                    try decodePayload(UnsafeRawBufferPointer(rebasing: raw[37...]), codec: codec, of: digest, into: $0, trustingChecksum: false)
+                }
+            } catch let error as CorruptData where error == .hashMismatch {
+                throw StoreError(.badArchive, "\(path): chunk \(digest.hex.prefix(16)) does not match its hash (tampered?)")
             } catch {
-                throw ArchiveError(description: "\(path): chunk \(digest.hex.prefix(16)) does not decode")
-            }
-            guard SHA256.hash(plain) == digest else {
-                throw ArchiveError(description: "\(path): chunk \(digest.hex.prefix(16)) does not match its hash (tampered?)")
+                throw StoreError(.badArchive, "\(path): chunk \(digest.hex.prefix(16)) does not decode")
             }
             return (digest, codec, rawSize)
         }

@@ -27,7 +27,7 @@ extension ChunkStore {
 
     /// The store's dictionary (the first one added), if it has one.
     public func storeDictionary() throws -> CompressionDictionary? {
-        try catalog.dictionaries().lazy.compactMap(CompressionDictionary.init(bytes:)).first
+        try StoreError.translating { try catalog.dictionaries() }.lazy.compactMap(CompressionDictionary.init(bytes:)).first
     }
 
     /// The store's dictionary; if it has none yet, one trained on a sample of the chunks in
@@ -50,8 +50,8 @@ extension ChunkStore {
             let start = samples.count
             samples.append(contentsOf: repeatElement(0, count: Int(location.rawSize)))
             do {
-                _ = try packs.withPayload(digest, at: location, buffer: &record) { payload in
-                    try samples.withUnsafeMutableBytes { try compressor.decompress(payload, codec: location.codec, into: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+                try samples.withUnsafeMutableBytes { out in
+                    try decodeRecord(digest, at: location, into: UnsafeMutableRawBufferPointer(rebasing: out[start...]), record: &record)
                 }
                 sizes.append(Int(location.rawSize))
             } catch is CorruptData {
@@ -90,6 +90,10 @@ extension ChunkStore {
     /// back): for a process that is about to end, as chunkcache is after the go command left.
     @discardableResult
     public func recompressPendingChunks(level: Int32, cpuLimit: Duration? = nil, lowPriority: Bool = false) throws -> RecompressionReport {
+        try StoreError.translating { try recompressPendingChunksLocked(level: level, cpuLimit: cpuLimit, lowPriority: lowPriority) }
+    }
+
+    private func recompressPendingChunksLocked(level: Int32, cpuLimit: Duration?, lowPriority: Bool) throws -> RecompressionReport {
         guard !isReadOnly, compressor.codec == .zstd, level > compressor.level else { return RecompressionReport() }
         let started = ProcessClock.cpuTime()
         let exclusive = try FileDescriptor.open(directory + "/recompress.lock", [.readWrite, .create, .noFollow], permissions: 0o600)
@@ -194,38 +198,33 @@ extension ChunkStore {
     /// codec and payload (its old ones if they would not shrink), or nil for a damaged chunk.
     private func recompress(_ batch: ArraySlice<(SHA256Digest, ChunkLocation)>, with stronger: Compressor, dictionary: CompressionDictionary?, lowPriority: Bool) throws -> [(codec: Codec, payload: [UInt8])?] {
         let items = Array(batch)
-        let results = Mutex<[Result<(codec: Codec, payload: [UInt8])?, any Error>?]>(Array(repeating: nil, count: items.count))
-        let next = AtomicCounter()
-        DispatchQueue.concurrentPerform(iterations: min(Self.decodingThreads, items.count)) { _ in
-            if lowPriority { Self.lowerThisThreadsPriority() }
-            var record: [UInt8] = []
-            var plain: [UInt8] = []
-            while true {
-                let index = Int(next.add()) - 1
-                guard index < items.count else { return }
-                let (digest, location) = items[index]
-                let result = Result<(codec: Codec, payload: [UInt8])?, any Error> {
-                    do {
-                        return try packs.withPayload(digest, at: location, buffer: &record) { payload in
-                            guard location.codec == .zstd else { return (location.codec, Array(payload)) }
-                            if plain.count < Int(location.rawSize) { plain = [UInt8](repeating: 0, count: Int(location.rawSize)) }
-                            let raw = try plain.withUnsafeMutableBytes { out in
-                                let target = UnsafeMutableRawBufferPointer(rebasing: out[..<Int(location.rawSize)])
-                                try compressor.decompress(payload, codec: .zstd, into: target)
-                                return UnsafeRawBufferPointer(target)
-                            }
+        let results = Mutex<[(codec: Codec, payload: [UInt8])?]>(Array(repeating: nil, count: items.count))
+        try Parallel.forEach(items.count, scratch: { () -> (first: Bool, plain: [UInt8], record: [UInt8]) in (true, [], []) }) { index, scratch in
+            if scratch.first, lowPriority { Self.lowerThisThreadsPriority() }
+            scratch.first = false
+            let (digest, location) = items[index]
+            let result: (codec: Codec, payload: [UInt8])?
+            do {
+                // zlib chunks stay as they are (zlib was chosen); zstd ones are decoded, checked and encoded anew.
+                if location.codec != .zstd {
+                    result = try packs.withPayload(digest, at: location, buffer: &scratch.record) { (location.codec, Array($0)) }
+                } else {
+                    if scratch.plain.count < Int(location.rawSize) { scratch.plain = [UInt8](repeating: 0, count: Int(location.rawSize)) }
+                    result = try scratch.plain.withUnsafeMutableBytes { out in
+                        let target = UnsafeMutableRawBufferPointer(rebasing: out[..<Int(location.rawSize)])
+                        return try decodeRecord(digest, at: location, into: target, record: &scratch.record) { payload -> (codec: Codec, payload: [UInt8]) in
                             var compressed: [UInt8] = []
-                            let codec = stronger.compress(raw, into: &compressed, dictionary: dictionary)
+                            let codec = stronger.compress(UnsafeRawBufferPointer(target), into: &compressed, dictionary: dictionary)
                             guard codec == .zstd, compressed.count < payload.count else { return (location.codec, Array(payload)) }
                             return (.zstd, compressed)
                         }
-                    } catch is CorruptData {
-                        return nil
                     }
                 }
-                results.withLock { $0[index] = result }
+            } catch is CorruptData {
+                result = nil
             }
+            results.withLock { $0[index] = result }
         }
-        return try results.withLock { $0 }.map { try $0!.get() }
+        return results.withLock { $0 }
     }
 }

@@ -15,6 +15,10 @@ import Glibc
 /// exists. The budget bounds the memory taken; past it, or when the memory filesystem is full,
 /// files go to disk as before.
 public final class LiveFiles: Sendable {
+    /// The name of the live directory in the store (an auxiliary directory of the store's) and
+    /// in the memory root.
+    public static let directoryName = "live"
+
     /// This process's directory on the store's filesystem; always there.
     public let disk: LiveArea
     /// This process's directory in memory, if one could be had.
@@ -45,7 +49,7 @@ public final class LiveFiles: Sendable {
         self.keptLimit = keptLimit
         self.memoryRoot = memoryRoot
         disk = try LiveArea(root: diskRoot)
-        memory = memoryBudget > 0 ? memoryRoot.flatMap { try? LiveArea(root: $0 + "/live") } : nil
+        memory = memoryBudget > 0 ? memoryRoot.flatMap { try? LiveArea(root: $0 + "/" + Self.directoryName) } : nil
         self.memoryBudget = memory == nil ? 0 : memoryBudget
     }
 
@@ -70,7 +74,7 @@ public final class LiveFiles: Sendable {
         if let memory { return memory }
         guard let memoryRoot else { return nil }
         return overflow.withLock { area in
-            if area == nil { area = try? LiveArea(root: memoryRoot + "/live") }
+            if area == nil { area = try? LiveArea(root: memoryRoot + "/" + Self.directoryName) }
             return area
         }
     }
@@ -127,7 +131,7 @@ public final class LiveFiles: Sendable {
             for directory in directories {
                 let source = directory.path + "/" + outputID.hex
                 guard let info = try? FileSystem.status(of: source, followLinks: false), info.isRegularFile, info.size == size,
-                    info.modificationTime <= directory.keptAt
+                    Timestamp(nanosecondsSinceEpoch: info.modificationTime) <= directory.keptAt
                 else { continue }
                 let path = area.path(for: outputID)
                 if (try? FileSystem.hardLink(source, as: path)) != nil { return path }
@@ -175,13 +179,13 @@ public final class LiveFiles: Sendable {
 
     /// How long files kept after a bare end of input (`go list -export`) stay in memory at most:
     /// the tools that read printed paths do so right away, and memory is dearer than disk.
-    public static let memoryRetention: Int64 = 600_000_000_000
+    public static let memoryRetention = Duration.seconds(600)
 
     /// Sweeps both roots of directories left by processes gone for longer than `retention`
-    /// (nanoseconds; in memory, at most `memoryRetention`), sparing this process's own.
+    /// (in memory, at most `memoryRetention`), sparing this process's own.
     /// The kept directories of this store's runs that remain are where `create` looks for
     /// earlier copies (the memory root is shared by all of this user's stores).
-    public func sweep(retention: Int64) {
+    public func sweep(retention: Duration) {
         let onDisk = LiveArea.sweep(root: disk.root, retention: retention, except: disk.directory)
         let inMemory = memory.map { LiveArea.sweep(root: $0.root, retention: min(retention, Self.memoryRetention), except: $0.directory) } ?? []
         let mine = disk.root
@@ -192,14 +196,23 @@ public final class LiveFiles: Sendable {
     /// (`/dev/shm`), created if needed; nil if `shared` is not in memory, or if the directory is
     /// not a plain directory owned by this user and closed to others (someone else may have
     /// planted it, and files handed to the go command must not be theirs to change).
-    public static func privateMemoryRoot(in shared: String = "/dev/shm") -> String? {
+    public static func privateMemoryRoot(in shared: String = sharedMemory) -> String? {
         guard FileSystem.isInMemory(shared) else { return nil }
-        let root = shared + "/chunkcache-\(getuid())"
+        let root = memoryRootPath(in: shared)
         _ = try? FileSystem.createDirectory(root, permissions: 0o700)
         guard let info = try? FileSystem.status(of: root, followLinks: false), info.isDirectory,
             info.owner == getuid(), info.mode & 0o077 == 0
         else { return nil }
         return root
+    }
+
+    /// The memory filesystem where live files go when they may.
+    public static let sharedMemory = "/dev/shm"
+
+    /// Where this user's private directory on the memory filesystem `shared` is (it may not
+    /// exist); one for all of this user's stores.
+    public static func memoryRootPath(in shared: String = sharedMemory) -> String {
+        shared + "/chunkcache-\(getuid())"
     }
 
     /// A default memory budget: `limit`, but at most a quarter of what the memory filesystem at

@@ -1,3 +1,4 @@
+import ChunkStore
 import Digests
 import FileIO
 
@@ -10,6 +11,8 @@ import FileIO
 /// it was written (or came from the go command's own put). Recency is the inode's change time,
 /// which every new hard link updates, so use is recorded without any extra write.
 public final class KeptOutputs: Sendable {
+    /// The name of its directory in the store (an auxiliary directory of the store's) and in memory.
+    public static let directoryName = "kept"
     public let directory: String
     /// Bytes the kept files may take; over it, the least recently linked go first.
     public let budget: Int64

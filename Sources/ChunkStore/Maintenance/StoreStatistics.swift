@@ -2,7 +2,7 @@ import Digests
 import FileIO
 
 /// What a store holds and what it saved, as `chunkcache stats` reports it.
-public struct StoreStatistics: Sendable, Codable, Equatable {
+public struct StoreStatistics: Sendable, Equatable {
     /// Actions with a manifest.
     public var outputs = 0
     /// Bytes of all those outputs, as the go command sees them.
@@ -27,25 +27,14 @@ public struct StoreStatistics: Sendable, Codable, Equatable {
     /// Compression dictionaries in the catalog (normally one) and their size.
     public var dictionaries = 0
     public var dictionaryBytes: Int64 = 0
-    /// Disk space used, as `du` counts it: the store without live files, and live files.
+    /// Disk space used, as `du` counts it, by the store (its auxiliary directories excluded).
     public var diskBytes: Int64 = 0
-    public var liveBytes: Int64 = 0
-    /// Decompressed outputs kept between runs (`--keep-decompressed`).
-    public var keptBytes: Int64 = 0
-    /// Counters accumulated across runs.
-    public var hits: Int64 = 0
-    public var misses: Int64 = 0
+    /// Counters accumulated across runs: outputs stored, entries found damaged.
     public var puts: Int64 = 0
     public var damaged: Int64 = 0
-    /// Outputs evicted by trim (over budget or unused too long), and when trim last ran
-    /// (nanoseconds since the epoch, 0 if never).
+    /// Outputs evicted by trim (over budget or unused too long), and when trim last ran.
     public var evictions: Int64 = 0
-    /// The remote tier, across runs: outputs fetched, failures, bytes downloaded and uploaded.
-    public var remoteHits: Int64 = 0
-    public var remoteErrors: Int64 = 0
-    public var remoteBytesDownloaded: Int64 = 0
-    public var remoteBytesUploaded: Int64 = 0
-    public var lastTrim: Int64 = 0
+    public var lastTrim: Timestamp?
 
     /// Logical bytes per unique byte.
     public var dedupRatio: Double { uniqueBytes == 0 ? 1 : Double(logicalBytes) / Double(uniqueBytes) }
@@ -89,20 +78,8 @@ extension ChunkStore {
             stats.dictionaries += 1
             stats.dictionaryBytes += Int64(dictionary.count)
         }
-        stats.liveBytes = FileSystem.allocatedSize(of: liveRoot)
-        stats.keptBytes = FileSystem.allocatedSize(of: keptRoot)
         stats.diskBytes = diskUsage
-        let persisted = counters.persisted()
-        stats.hits = persisted["hits", default: 0] + counters.hits.current
-        stats.misses = persisted["misses", default: 0] + counters.misses.current
-        stats.puts = persisted["puts", default: 0] + counters.puts.current
-        stats.damaged = persisted["damaged", default: 0] + counters.damaged.current
-        stats.evictions = persisted["evictions", default: 0] + counters.evictions.current
-        stats.remoteHits = persisted["remote_hits", default: 0] + counters.remoteHits.current
-        stats.remoteErrors = persisted["remote_errors", default: 0] + counters.remoteErrors.current
-        stats.remoteBytesDownloaded = persisted["remote_bytes_down", default: 0] + counters.remoteBytesDownloaded.current
-        stats.remoteBytesUploaded = persisted["remote_bytes_up", default: 0] + counters.remoteBytesUploaded.current
-        stats.lastTrim = max(persisted["last_trim", default: 0], counters.lastTrim.current)
+        (stats.puts, stats.damaged, stats.evictions, stats.lastTrim) = counters.totals(in: counters.persisted())
         return stats
     }
 }

@@ -32,8 +32,8 @@ public final class HTTPRemote: Sendable {
     }
 
     public let configuration: Configuration
-    /// Where its errors and bytes are counted (the local store's counters).
-    private let counters: StoreCounters
+    /// Where its errors and bytes are counted (the serving run's counters).
+    private let counters: CacheCounters
     private let client: HTTPClient
     private let logger: Logger
     private struct Health {
@@ -45,7 +45,7 @@ public final class HTTPRemote: Sendable {
     }
     private let health = Mutex(Health())
 
-    public init(configuration: Configuration, counters: StoreCounters, logger: Logger) {
+    init(configuration: Configuration, counters: CacheCounters, logger: Logger) {
         self.configuration = configuration
         self.counters = counters
         self.logger = logger

@@ -1,3 +1,4 @@
+import CacheProg
 import Synchronization
 
 /// A one-way byte pipe in memory, for running a server and a client in one process (tests,

@@ -30,15 +30,14 @@ extension ChunkStore {
 
     /// Records that `keys` were used (served) at `time`, for least-recently-used eviction. Call
     /// once per run with all its hits, not per hit.
-    public func recordUse(of keys: [SHA256Digest], at time: Int64) throws {
-        try catalog.touch(keys, time: time)
+    public func recordUse(of keys: [SHA256Digest], at time: Timestamp) throws {
+        try StoreError.translating { try catalog.touch(keys, time: time.nanosecondsSinceEpoch) }
     }
 
-    /// Bytes the store occupies on disk (as `du` counts), live and kept files excluded (they
-    /// have budgets of their own).
+    /// Bytes the store occupies on disk (as `du` counts), its auxiliary directories excluded
+    /// (their users budget them).
     public var diskUsage: Int64 {
-        let live = scratchRoot == directory ? FileSystem.allocatedSize(of: liveRoot) : 0
-        return FileSystem.allocatedSize(of: directory) - live - FileSystem.allocatedSize(of: keptRoot)
+        Self.auxiliaryNames.reduce(FileSystem.allocatedSize(of: directory)) { $0 - FileSystem.allocatedSize(of: directory + "/" + $1) }
     }
 
     /// Removes chunks no manifest names, deletes packs left empty, and rewrites packs that are
@@ -46,6 +45,10 @@ extension ChunkStore {
     /// held off (`StoreLock`); packs other processes are still appending to are left alone.
     @discardableResult
     public func collectGarbage(compactBelow: Double = 0.5, progress: ProgressHandler = { _ in }) throws -> GarbageReport {
+        try StoreError.translating { try collectGarbageLocked(compactBelow: compactBelow, progress: progress) }
+    }
+
+    private func collectGarbageLocked(compactBelow: Double, progress: ProgressHandler) throws -> GarbageReport {
         packs.finishAppending()
         let report = try lock.withExclusive { () throws -> GarbageReport in
             var report = GarbageReport()
@@ -121,18 +124,22 @@ extension ChunkStore {
         }
     }
 
-    /// Expires outputs unused for `maxAge` nanoseconds, then, if the store is over `maxSize`
+    /// Expires outputs unused for `maxAge`, then, if the store is over `maxSize`
     /// bytes, evicts least recently used outputs until it is at most 90 % of it.
     ///
     /// With deduplication, evicting an output frees only the chunks no other output names, and
     /// only once gc rewrites (or deletes) the packs holding them; so the outputs to evict are
     /// chosen by the bytes that gc would then free (`evictionCount`), not by their size.
     @discardableResult
-    public func trim(maxSize: Int64?, maxAge: Int64?, progress: ProgressHandler = { _ in }) throws -> TrimReport {
+    public func trim(maxSize: Int64?, maxAge: Duration?, progress: ProgressHandler = { _ in }) throws -> TrimReport {
+        try StoreError.translating { try trimLocked(maxSize: maxSize, maxAge: maxAge, progress: progress) }
+    }
+
+    private func trimLocked(maxSize: Int64?, maxAge: Duration?, progress: ProgressHandler) throws -> TrimReport {
         var report = TrimReport()
         report.bytesBefore = diskUsage
         if let maxAge {
-            report.expired = try catalog.deleteManifests(unusedSince: WallClock.nanoseconds() - maxAge)
+            report.expired = try catalog.deleteManifests(unusedSince: (Timestamp.now - maxAge).nanosecondsSinceEpoch)
         }
         report.garbage = try collectGarbage(compactBelow: Self.trimCompaction, progress: progress)
         var usage = diskUsage
@@ -154,7 +161,7 @@ extension ChunkStore {
         }
         report.bytesAfter = usage
         counters.evictions.add(Int64(report.expired + report.evicted))
-        counters.lastTrim.add(WallClock.nanoseconds() - counters.lastTrim.current)
+        counters.lastTrim.add(Timestamp.now.nanosecondsSinceEpoch - counters.lastTrim.current)
         return report
     }
 
@@ -207,9 +214,7 @@ extension ChunkStore {
     /// entries are set aside (they become misses). `progress` counts outputs and their bytes.
     public func verify(repair: Bool, progress: ProgressHandler = { _ in }) throws -> VerifyReport {
         var report = VerifyReport()
-        let all = try catalog.allManifests()
-        var record: [UInt8] = []
-        var window: [UInt8] = []
+        let all = try StoreError.translating { try catalog.allManifests() }
         let sizes = all.map { (try? Manifest(decoding: $0.manifest))?.size ?? 0 }
         var done = Progress(totalItems: Int64(all.count), totalBytes: sizes.reduce(0, +))
         for (index, (keyBytes, bytes)) in all.enumerated() {
@@ -219,29 +224,20 @@ extension ChunkStore {
             report.checked += 1
             let keyHex = Hex.encode(keyBytes)
             do {
-                let manifest = try Manifest(decoding: bytes)
-                guard manifest.key.bytes == keyBytes else { throw CorruptData(description: "manifest is for another action") }
-                var hasher = SHA256()
-                switch manifest.content {
-                case .inline(let codec, let payload):
-                    var plain = [UInt8](repeating: 0, count: Int(manifest.size))
-                    _ = try payload.withUnsafeBytes { input in try plain.withUnsafeMutableBytes { try compressor.decompress(input, codec: codec, into: $0) } }
-                    hasher.update(plain)
-                case .chunks(let chunks):
-                    for chunk in chunks {
-                        if window.count < Int(chunk.size) { window = [UInt8](repeating: 0, count: Int(chunk.size)) }
-                        try window.withUnsafeMutableBytes { out in
-                            let part = UnsafeMutableRawBufferPointer(rebasing: out[..<Int(chunk.size)])
-                            try decode(chunk, of: manifest, into: part, record: &record)
-                            hasher.update(UnsafeRawBufferPointer(part))
-                        }
-                    }
+                let manifest: Manifest
+                do {
+                    manifest = try Manifest(decoding: bytes)
+                } catch {
+                    throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): \(error)")
                 }
-                guard hasher.finalize() == manifest.outputID else { throw CorruptData(description: "output does not match its output ID") }
+                guard manifest.key.bytes == keyBytes else { throw StoreError(.damagedEntry, "manifest is for another action") }
+                // Read back as a get reads it, and checked whole.
+                try write(manifest, to: DiscardingDestination(), checkOutputID: true)
             } catch {
+                // Anything that stops an output being read back (an unreadable pack, too) is damage.
                 report.damaged.append((keyHex, "\(error)"))
                 if repair, let key = SHA256Digest(bytes: keyBytes) {
-                    quarantine(key: key, reason: "verify: \(error)")
+                    setAside(key, because: StoreError(.damagedEntry, "verify: \(error)", damagedChunk: (error as? StoreError)?.damagedChunk))
                     report.repaired += 1
                 }
             }

@@ -1,0 +1,110 @@
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The store's own threads, for the work of its calls, which blocks: reading and writing packs,
+/// SQLite (which may wait up to 60 s for another process's lock), `StoreLock` (which waits for
+/// gc), decoding an output on several threads.
+///
+/// The rule: async code calls the store only from a task running on this executor (a task
+/// given it as its executor preference, as `CacheServer` does for a handler that names it), never
+/// on Swift's cooperative pool, whose few threads (one per core) also read the go command's
+/// requests. A task preferring this executor runs all of its synchronous work here, so a request
+/// goes from the reading loop to one of these threads and stays there until it is answered: one
+/// hand-off, not one per store call.
+///
+/// Threads are started as work arrives, up to `maxThreads`, and then stay (idle ones wait on a
+/// semaphore); a job waits only when all are busy.
+public final class StoreExecutor: TaskExecutor {
+    /// The executor for every store of this process.
+    public static let shared = StoreExecutor(maxThreads: 16)
+
+    /// Threads this executor may start: enough that requests blocked on a lock (puts while gc
+    /// runs) leave others to serve gets.
+    public let maxThreads: Int
+    private struct State {
+        var jobs: [UnownedJob] = []
+        var head = 0
+        var threads = 0
+        var idle = 0
+    }
+    private let state = Mutex(State())
+    private let wake = DispatchSemaphore(value: 0)
+
+    public init(maxThreads: Int) {
+        precondition(maxThreads > 0)
+        self.maxThreads = maxThreads
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        enum Action { case wake, start, none }
+        let action = state.withLock { state -> Action in
+            state.jobs.append(unowned)
+            // An idle thread is claimed for this job (so the next job does not count on it too).
+            if state.idle > 0 {
+                state.idle -= 1
+                return .wake
+            }
+            guard state.threads < maxThreads else { return .none }  // a busy thread takes it next
+            state.threads += 1
+            return .start
+        }
+        switch action {
+        case .wake: wake.signal()
+        case .start: startThread()
+        case .none: break
+        }
+    }
+
+    /// Runs `body` on one of the executor's threads and returns its result: for synchronous
+    /// store calls from async code that is not already running here.
+    public func run<T: Sendable>(_ body: @Sendable () throws -> T) async throws -> T {
+        try await withTaskExecutorPreference(self) { try body() }
+    }
+
+    /// The next job; nil after counting this thread idle, if there is none.
+    private func next() -> UnownedJob? {
+        state.withLock { state in
+            guard state.head < state.jobs.count else {
+                state.idle += 1
+                return nil
+            }
+            let job = state.jobs[state.head]
+            state.head += 1
+            if state.head == state.jobs.count {
+                state.jobs.removeAll(keepingCapacity: true)
+                state.head = 0
+            }
+            return job
+        }
+    }
+
+    private func work() {
+        let executor = asUnownedTaskExecutor()
+        while true {
+            while let job = next() { job.runSynchronously(on: executor) }
+            wake.wait()  // claimed by `enqueue`, which took it off the idle count
+        }
+    }
+
+    private func startThread() {
+        // The thread holds the executor for good (`shared` lives as long as the process).
+        let context = Unmanaged.passRetained(self).toOpaque()
+        var thread = pthread_t()
+        let status = pthread_create(&thread, nil, { context in
+            Unmanaged<StoreExecutor>.fromOpaque(context!).takeRetainedValue().work()
+            return nil
+        }, context)
+        precondition(status == 0, "cannot start a store thread: error \(status)")
+        pthread_detach(thread)
+    }
+}
+
+extension ChunkStore {
+    /// Where this store's calls run in async code (see `StoreExecutor`).
+    public var executor: StoreExecutor { .shared }
+}
