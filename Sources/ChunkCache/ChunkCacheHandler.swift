@@ -17,7 +17,7 @@ import Glibc
 /// → `ChunkStore.write(_:to:)` (the store decodes into the file descriptor it is given), and back
 /// up. A damaged entry (bad manifest, missing or corrupt chunk, output not matching its ID) is
 /// dealt with here, in one place (`setAside`): answered as a miss, so the go command rebuilds it,
-/// never served. Requests run on the store's threads (`executor`), since store calls block.
+/// never served. Requests that may wait for a lock run on the store's threads (`executor(for:)`).
 public final class ChunkCacheHandler: CacheHandler {
     /// Limits applied when a run ends.
     public struct Budget: Sendable {
@@ -116,8 +116,13 @@ public final class ChunkCacheHandler: CacheHandler {
         live.sweep(retention: liveRetention)
     }
 
-    /// Store calls block: every request runs on the store's own threads.
-    public var executor: (any TaskExecutor)? { store.executor }
+    /// Puts and `close` wait for locks (gc's, SQLite's): they run on the store's own threads.
+    /// Gets only read (SQLite readers in WAL mode never wait for writers), and are answered
+    /// fastest where the request was read: moving them to the store's threads cost 3–4 % of a
+    /// warm build (BENCHMARKS.md). With a remote tier a get may also store, so it moves too.
+    public func executor(for command: Command) -> (any TaskExecutor)? {
+        command == .get && remote == nil ? nil : store.executor
+    }
 
     /// Where the server spools large bodies when `spoolDirectory(forBodyOf:)` names no place:
     /// the store's filesystem, so they are renamed into the live directory rather than copied.

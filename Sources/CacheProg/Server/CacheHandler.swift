@@ -25,18 +25,19 @@ public protocol CacheHandler: Sendable {
     /// `Configuration.spoolDirectory`. Called on the server's reading path: it must not block.
     func spoolDirectory(forBodyOf size: Int64) -> String?
 
-    /// Where the server runs this handler's requests: for a handler that blocks (disk, locks,
-    /// a database), an executor of its own threads, so that blocked requests never hold the
-    /// cooperative threads that read the next requests. Each request then runs there from start
-    /// to reply, without further hand-offs. Nil (the default) for the cooperative pool: for
-    /// handlers that never block.
-    var executor: (any TaskExecutor)? { get }
+    /// Where the server runs this handler's requests of `command`: for requests that may block
+    /// for long (waiting for a lock, a database, the network without async I/O), an executor of
+    /// the handler's own threads, so that they never hold the cooperative threads that read the
+    /// next requests. Each such request runs there from start to reply. Nil (the default) for
+    /// the cooperative pool: for requests that never block for long, which are answered fastest
+    /// there (no hand-off to another thread). Called on the server's reading path.
+    func executor(for command: Command) -> (any TaskExecutor)?
 }
 
 extension CacheHandler {
     public func close(context: CacheContext) async throws {}
     public func spoolDirectory(forBodyOf size: Int64) -> String? { nil }
-    public var executor: (any TaskExecutor)? { nil }
+    public func executor(for command: Command) -> (any TaskExecutor)? { nil }
 }
 
 /// What a `get` hit returns.

@@ -6,7 +6,7 @@ import Logging
 /// `CacheHandler`, and writes the responses.
 ///
 /// It sends the capabilities message first, runs up to `maxConcurrentRequests` requests at once
-/// (each in a task of its own, on the handler's `executor` if it names one) and answers each as
+/// (each in a task of its own, on the executor the handler names for it, if any) and answers each as
 /// it completes (so in any order), through one writer. The reading loop never waits for a
 /// handler, except for a free slot when that many are in flight. A request it cannot
 /// read is answered with `Err` when its ID is known. `close` waits for everything in flight, is
@@ -46,14 +46,14 @@ public struct CacheServer: Sendable {
 
     private let responder: Responder
     private let spoolDirectory: @Sendable (Int64) -> String?
-    private let executor: (any TaskExecutor)?
+    private let executor: @Sendable (Command) -> (any TaskExecutor)?
     private let configuration: Configuration
     private let logger: Logger
 
     public init(handler: some CacheHandler, middleware: [any CacheMiddleware] = [], configuration: Configuration = Configuration(), logger: Logger = Logger(label: "cacheprog")) {
         self.responder = Responder(handler: handler, middleware: middleware)
         self.spoolDirectory = { handler.spoolDirectory(forBodyOf: $0) }
-        self.executor = handler.executor
+        self.executor = { handler.executor(for: $0) }
         self.configuration = configuration
         self.logger = logger
     }
@@ -125,7 +125,8 @@ public struct CacheServer: Sendable {
                         inFlight -= 1
                     }
                     inFlight += 1
-                    group.addTask(executorPreference: executor) {
+                    let preferred: (any TaskExecutor)? = if case .serve(let request, _) = work { executor(request.command) } else { nil }
+                    group.addTask(executorPreference: preferred) {
                         let response: Response
                         switch work {
                         case .serve(let request, let body): response = await serve(request, body: body)
@@ -170,7 +171,7 @@ public struct CacheServer: Sendable {
 
     /// `close`, on the handler's executor like every other request.
     private func serveClose(id: Int64) async -> Response {
-        await withTaskExecutorPreference(executor) { await serve(.close, id: id) }
+        await withTaskExecutorPreference(executor(.close)) { await serve(.close, id: id) }
     }
 
     private func serve(_ request: CacheRequest, id: Int64) async -> Response {

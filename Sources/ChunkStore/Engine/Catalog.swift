@@ -14,7 +14,12 @@ import Glibc
 /// (a put's new chunks and its manifest appear together or not at all), safe concurrent use by
 /// several processes, and lookups without loading an index into memory.
 final class Catalog: Sendable {
+    /// The connection that writes (and does maintenance's reads).
     private let database: Mutex<SQLiteDatabase>
+    /// A second connection for the look-ups a get makes: so that a get never queues behind this
+    /// process's own commits (a put's commit may wait up to the busy timeout for another
+    /// process's), and gets and puts proceed side by side.
+    private let reader: Mutex<SQLiteDatabase>
     /// Version 2 added the dictionaries table; a version-1 catalog is upgraded when opened for
     /// writing (and read as it is otherwise). Older chunkcaches refuse version 2 rather than
     /// meet chunks they cannot decode.
@@ -37,6 +42,7 @@ final class Catalog: Sendable {
             }
             hasDictionaries = version >= 2
             self.database = Mutex(database)
+            reader = Mutex(try SQLiteDatabase(path: path, readOnly: true))
             return
         }
         // Switching to WAL needs the database to itself, and SQLite does not wait for that on
@@ -80,6 +86,7 @@ final class Catalog: Sendable {
         }
         hasDictionaries = true
         self.database = Mutex(database)
+        reader = Mutex(try SQLiteDatabase(path: path, readsOnly: true))
     }
 
     // MARK: Dictionaries
@@ -87,7 +94,7 @@ final class Catalog: Sendable {
     /// The dictionary with zstd ID `id`, if the store has it.
     func dictionary(id: UInt32) throws -> [UInt8]? {
         guard hasDictionaries else { return nil }
-        return try database.withLock { database in
+        return try reader.withLock { database in
             var found: [UInt8]?
             try database.query("SELECT content FROM dictionaries WHERE id = ?", [.integer(Int64(id))]) { found = $0.blob(0) }
             return found
@@ -113,7 +120,7 @@ final class Catalog: Sendable {
 
     /// The encoded manifest stored for `key`.
     func manifest(for key: SHA256Digest) throws -> [UInt8]? {
-        try database.withLock { database in
+        try reader.withLock { database in
             var found: [UInt8]?
             try database.query("SELECT manifest FROM manifests WHERE key = ?", [.blob(key.bytes)]) { found = $0.blob(0) }
             return found
@@ -122,7 +129,7 @@ final class Catalog: Sendable {
 
     /// Where the chunk with this hash is stored, if it is.
     func location(of digest: SHA256Digest) throws -> ChunkLocation? {
-        try database.withLock { database in
+        try reader.withLock { database in
             var found: ChunkLocation?
             try database.query("SELECT pack, offset, stored, raw, codec FROM chunks WHERE digest = ?", [.blob(digest.bytes)]) { row in
                 found = Self.location(row, from: 0)
@@ -135,7 +142,7 @@ final class Catalog: Sendable {
     func locations(of digests: some Collection<SHA256Digest>) throws -> [SHA256Digest: ChunkLocation] {
         guard !digests.isEmpty else { return [:] }
         let all = Array(digests)
-        return try database.withLock { database in
+        return try reader.withLock { database in
             var found: [SHA256Digest: ChunkLocation] = [:]
             var start = 0
             while start < all.count {

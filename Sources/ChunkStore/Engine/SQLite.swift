@@ -18,10 +18,15 @@ final class SQLiteDatabase {
     private var handle: OpaquePointer?
     private var statements: [String: OpaquePointer] = [:]
 
-    init(path: String, readOnly: Bool = false) throws {
-        // Read-only (a store on a read-only filesystem): opened as immutable, since no process
-        // can be writing it and SQLite could not create its WAL index there.
-        let flags = (readOnly ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW
+    /// - Parameters:
+    ///   - readOnly: the database's filesystem is read-only (a store mounted read-only): opened
+    ///     as immutable, since no process can be writing it and SQLite could not create its WAL
+    ///     index there.
+    ///   - readsOnly: a connection of this process's that only reads a database others write
+    ///     (in WAL mode it never waits for them).
+    init(path: String, readOnly: Bool = false, readsOnly: Bool = false) throws {
+        let access = readOnly || readsOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+        let flags = access | (readOnly ? SQLITE_OPEN_URI : 0) | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW
         let status = sqlite3_open_v2(readOnly ? "file:\(path)?immutable=1" : path, &handle, flags, nil)
         guard status == SQLITE_OK else {
             let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"

@@ -9,12 +9,15 @@ import Glibc
 /// SQLite (which may wait up to 60 s for another process's lock), `StoreLock` (which waits for
 /// gc), decoding an output on several threads.
 ///
-/// The rule: async code calls the store only from a task running on this executor (a task
-/// given it as its executor preference, as `CacheServer` does for a handler that names it), never
-/// on Swift's cooperative pool, whose few threads (one per core) also read the go command's
-/// requests. A task preferring this executor runs all of its synchronous work here, so a request
-/// goes from the reading loop to one of these threads and stays there until it is answered: one
-/// hand-off, not one per store call.
+/// The rule: async code makes store calls that may wait (puts, which hold `StoreLock` and commit;
+/// maintenance; anything while gc may run) only from a task running on this executor (a task
+/// given it as its executor preference, as `CacheServer` does for the requests a handler names
+/// it for), never on Swift's cooperative pool, whose few threads (one per core) also read the go
+/// command's requests. A task preferring this executor runs all of its synchronous work here: one
+/// hand-off per request, not one per store call. Gets (`manifest(for:)`, `write(_:to:)`) only
+/// read, never wait for another process (SQLite readers in WAL mode do not wait for writers), and
+/// may run where the caller is: on the go command's critical path a hand-off costs more than it
+/// saves.
 ///
 /// Threads are started as work arrives, up to `maxThreads`, and then stay (idle ones wait on a
 /// semaphore); a job waits only when all are busy.
