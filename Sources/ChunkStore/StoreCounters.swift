@@ -11,7 +11,11 @@ public final class StoreCounters: Sendable {
     public let evictions = AtomicCounter()
     /// When trim last ran here (a time in nanoseconds, not a count: the stats file keeps the latest).
     let lastTrim = AtomicCounter()
-    static let lastTrimName = "last_trim"
+
+    /// The names the stats file gives the store's counters: the one place they are spelled.
+    enum Name {
+        static let puts = "puts", bytesPut = "bytes_put", damaged = "damaged", evictions = "evictions", lastTrim = "last_trim"
+    }
 
     private let path: String
     private let lockPath: String
@@ -23,7 +27,7 @@ public final class StoreCounters: Sendable {
 
     /// The store's own counters, by the names the stats file gives them.
     private var named: [(String, AtomicCounter)] {
-        [("puts", puts), ("bytes_put", bytesPut), ("damaged", damaged), ("evictions", evictions)]
+        [(Name.puts, puts), (Name.bytesPut, bytesPut), (Name.damaged, damaged), (Name.evictions, evictions)]
     }
 
     /// The totals in the stats file (without this process's unflushed counts).
@@ -37,17 +41,12 @@ public final class StoreCounters: Sendable {
         return totals
     }
 
-    /// The total of counter `name` across runs: the stats file's and this process's unflushed
-    /// count of `counter`.
-    public static func total(_ name: String, _ counter: AtomicCounter, in persisted: [String: Int64]) -> Int64 {
-        persisted[name, default: 0] + counter.current
-    }
-
-    /// The store's own totals (see `total`), and when trim last ran.
+    /// The store's own totals across runs (the stats file's and this process's unflushed
+    /// counts), and when trim last ran.
     func totals(in persisted: [String: Int64]) -> (puts: Int64, damaged: Int64, evictions: Int64, lastTrim: Timestamp?) {
-        let last = max(persisted[Self.lastTrimName, default: 0], lastTrim.current)
-        return (Self.total("puts", puts, in: persisted), Self.total("damaged", damaged, in: persisted), Self.total("evictions", evictions, in: persisted),
-                last == 0 ? nil : Timestamp(nanosecondsSinceEpoch: last))
+        func total(_ name: String, _ counter: AtomicCounter) -> Int64 { persisted[name, default: 0] + counter.current }
+        let last = max(persisted[Name.lastTrim, default: 0], lastTrim.current)
+        return (total(Name.puts, puts), total(Name.damaged, damaged), total(Name.evictions, evictions), last == 0 ? nil : Timestamp(nanosecondsSinceEpoch: last))
     }
 
     /// When trim last ran on this store, if ever.
@@ -67,7 +66,7 @@ public final class StoreCounters: Sendable {
         }
         let trimmed = lastTrim.current
         lastTrim.add(-trimmed)
-        totals[Self.lastTrimName] = max(totals[Self.lastTrimName, default: 0], trimmed)
+        totals[Name.lastTrim] = max(totals[Name.lastTrim, default: 0], trimmed)
         let text = totals.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)\n" }.joined()
         try FileSystem.writeFileAtomically(path, Array(text.utf8), permissions: 0o600)
     }

@@ -184,6 +184,18 @@ struct ChunkStoreTests {
         }
     }
 
+    @Test("a store closed after a put leaves no write-ahead log behind (its gets' read connection closes first)")
+    func noLogLeftBehind() throws {
+        let temp = try TemporaryStore()
+        do {
+            let store = try temp.open()
+            let body = compressibleBytes(300_000, seed: 21)
+            try store.store(key: key(1), outputID: SHA256.hash(body), time: .now, body: .bytes(body))
+            #expect(try temp.read(store, 1) == body)
+        }
+        #expect(!FileSystem.exists(temp.path + "/store/catalog.db-wal"))
+    }
+
     @Test("counters accumulate across flushes")
     func counters() throws {
         let temp = try TemporaryStore()

@@ -89,6 +89,13 @@ final class Catalog: Sendable {
         reader = Mutex(try SQLiteDatabase(path: path, readsOnly: true))
     }
 
+    deinit {
+        // The last connection to close checkpoints the WAL into the database and removes it; a
+        // read-only one cannot, so it must not be the last: left open, several MiB of WAL stay.
+        reader.withLock { $0.close() }
+    }
+
+
     // MARK: Dictionaries
 
     /// The dictionary with zstd ID `id`, if the store has it.

@@ -37,9 +37,14 @@ final class SQLiteDatabase {
         sqlite3_busy_timeout(handle, 60_000)
     }
 
-    deinit {
+    deinit { close() }
+
+    /// Closes the connection (once; later calls do nothing, and so does any use after it).
+    func close() {
         for statement in statements.values { sqlite3_finalize(statement) }
+        statements.removeAll()
         sqlite3_close(handle)
+        handle = nil
     }
 
     private func failure(_ what: String) -> Failure {

@@ -63,12 +63,6 @@ public final class StoreExecutor: TaskExecutor {
         }
     }
 
-    /// Runs `body` on one of the executor's threads and returns its result: for synchronous
-    /// store calls from async code that is not already running here.
-    public func run<T: Sendable>(_ body: @Sendable () throws -> T) async throws -> T {
-        try await withTaskExecutorPreference(self) { try body() }
-    }
-
     /// The next job; nil after counting this thread idle, if there is none.
     private func next() -> UnownedJob? {
         state.withLock { state in
