@@ -7,9 +7,11 @@ import CacheProg
 ///
 ///     let (entry, ending) = try await CacheServer(handler: MyCache()).test { client in
 ///         _ = try await client.put(id, body: bytes)
-///         defer { Task { try await client.close() } }
-///         return try await client.get(id)
+///         let entry = try await client.get(id)
+///         try await client.close()
+///         return entry
 ///     }
+///     // entry?.diskPath holds `bytes`; ending == .closed
 extension CacheServer {
     /// Runs this server with a client connected to it; returns what `body` returned and how the
     /// server's run ended (`.closed` if `body` sent `close`, else `.endOfInput` once `body` is
