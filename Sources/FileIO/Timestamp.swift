@@ -130,13 +130,6 @@ extension Timestamp {
     /// The current wall-clock time.
     public static var now: Timestamp { Timestamp(nanosecondsSinceEpoch: WallClock.nanoseconds()) }
 
-    /// The epoch: what a time never recorded reads as.
-    public static var zero: Timestamp { Timestamp(seconds: 0) }
-
-    public static func + (lhs: Timestamp, rhs: Duration) -> Timestamp {
-        Timestamp(nanosecondsSinceEpoch: lhs.nanosecondsSinceEpoch &+ rhs.wholeNanoseconds)
-    }
-
     public static func - (lhs: Timestamp, rhs: Duration) -> Timestamp {
         Timestamp(nanosecondsSinceEpoch: lhs.nanosecondsSinceEpoch &- rhs.wholeNanoseconds)
     }
