@@ -13,9 +13,11 @@ import Glibc
 /// gets reassemble the output into a plain file in this process's live directory.
 ///
 /// Serving is this layer's job; the store below is the storage engine only. A get goes
-/// `get` → `LiveFiles.create` (which file, in memory or on disk) → `FileSystem.createAtomically`
-/// → `ChunkStore.write(_:to:)` (the store decodes into the file descriptor it is given), and back
-/// up. A damaged entry (bad manifest, missing or corrupt chunk, output not matching its ID) is
+/// `get` → `LiveOutputs.file` (made once per run, by whoever needs it first: a get, a put, the
+/// prefetcher) → `LiveFiles.create` (which file, in memory or on disk) →
+/// `FileSystem.createAtomically` → `ChunkStore.write(_:to:)` (the store decodes into the file
+/// descriptor it is given), and back up. The `Prefetcher` makes ahead the files a build asked for
+/// last time, in the order it asked (`RecordedOrders`), so that a warm build's gets find them made. A damaged entry (bad manifest, missing or corrupt chunk, output not matching its ID) is
 /// dealt with here, in one place (`setAside`): answered as a miss, so the go command rebuilds it,
 /// never served. Requests that may wait for a lock run on the store's threads (`executor(for:)`).
 public final class ChunkCacheHandler: CacheHandler {
@@ -68,6 +70,15 @@ public final class ChunkCacheHandler: CacheHandler {
 
     public let store: ChunkStore
     public let live: LiveFiles
+    /// The live files made in this run, or being made.
+    public let outputs = LiveOutputs()
+    /// The order of this run's gets, recorded when it ends for the next run to prefetch by.
+    private let order = RequestOrder.Recorder()
+    private let orders: RecordedOrders
+    private let context: UInt64
+    /// Makes ahead what this build asked for last time; nil when prefetch is off or the store
+    /// has no recorded order.
+    public let prefetcher: Prefetcher?
     /// What this run counted (added to the store's stats file when it ends).
     public let counters = CacheCounters()
     /// The shared second tier, if configured.
@@ -90,9 +101,13 @@ public final class ChunkCacheHandler: CacheHandler {
     /// Opens a handler on `store`, sweeping live directories of processes gone for longer
     /// than `liveRetention`. Live files go to `memoryRoot` (see `LiveFiles.privateMemoryRoot`)
     /// up to `budget.liveInMemory` bytes.
+    ///
+    /// With a `prefetch` lead, the files the last run in `context` (by default, this process's:
+    /// see `RunContext`) asked for are made ahead, at most that far ahead of the go command.
     public init(
         store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote.Configuration? = nil, liveRetention: Duration = .seconds(3600),
-        memoryRoot: String? = nil, version: String = "", logger: Logger = Logger(label: "chunkcache")
+        memoryRoot: String? = nil, prefetch: PrefetchPlan.Lead? = ChunkCacheHandler.defaultPrefetchLead, context: UInt64 = RunContext.current(),
+        version: String = "", logger: Logger = Logger(label: "chunkcache")
     ) throws {
         self.store = store
         self.remote = remote.map { [counters] in HTTPRemote(configuration: $0, counters: counters, logger: logger) }
@@ -114,7 +129,25 @@ public final class ChunkCacheHandler: CacheHandler {
             diskRoot: store.auxiliaryDirectory(LiveFiles.directoryName), memoryRoot: memoryRoot,
             memoryBudget: kept == nil || keptInMemory ? budget.liveInMemory : 0)
         live.sweep(retention: liveRetention)
+        orders = RecordedOrders(store: store)
+        self.context = context
+        let recorded = prefetch == nil ? [] : orders.load()
+        if let prefetch, !recorded.isEmpty {
+            prefetcher = Prefetcher(plan: PrefetchPlan(orders: recorded, context: context, lead: prefetch), store: store, outputs: outputs) {
+                [live, kept, store] manifest in
+                try Self.makeLiveFile(manifest, live: live, kept: kept, store: store, threads: 1)
+            }
+        } else {
+            prefetcher = nil
+        }
     }
+
+    deinit { prefetcher?.stop() }
+
+    /// How far prefetch may run ahead of the go command: far enough that the go command, which asks
+    /// for outputs faster than one core makes them, finds most made (a `go build std` asks for
+    /// 1,100 outputs, 180 MB); near enough that a wrong guess costs little.
+    public static let defaultPrefetchLead = PrefetchPlan.Lead(count: 256, bytes: 128 << 20)
 
     /// Puts and `close` wait for locks (gc's, SQLite's): they run on the store's own threads.
     /// Gets only read (SQLite readers in WAL mode never wait for writers), and are answered
@@ -136,23 +169,33 @@ public final class ChunkCacheHandler: CacheHandler {
 
     public func get(_ actionID: ActionID, context: CacheContext) async throws -> CacheEntry? {
         let key = actionID.digest
+        order.add(key)
+        let lookedUp = prefetcher?.observe(key)
         do {
-            guard let manifest = try store.manifest(for: key) else {
+            guard let manifest = try lookedUp ?? store.manifest(for: key) else {
                 if let entry = await fetchFromRemote(key, context: context) { return entry }
                 counters.misses.add()
                 return nil
             }
-            let path = try live.existing(manifest.outputID, size: manifest.size)
-                ?? live.create(manifest.outputID, size: manifest.size) { path in
-                    if kept?.link(manifest.outputID, size: manifest.size, to: path) == true { return }
-                    try FileSystem.createAtomically(path, permissions: 0o644) { try store.write(manifest, to: $0) }
-                    kept?.keep(path, as: manifest.outputID)
-                }
+            let (path, prefetched) = try await outputs.file(manifest.outputID) { [live, kept, store] in
+                try Self.makeLiveFile(manifest, live: live, kept: kept, store: store)
+            }
+            if prefetched { counters.prefetchUsed.add() }
             return served(manifest, at: path)
         } catch let damage as StoreError where damage.kind == .damagedEntry {
             setAside(key, because: damage, logger: context.logger)
             counters.misses.add()
             return nil
+        }
+    }
+
+    /// Makes the live file of `manifest`'s output: linked from the kept outputs, else decoded
+    /// from the store (on up to `threads` threads) into a new file. Returns its path.
+    private static func makeLiveFile(_ manifest: Manifest, live: LiveFiles, kept: KeptOutputs?, store: ChunkStore, threads: Int = Parallel.threads) throws -> String {
+        try live.create(manifest.outputID, size: manifest.size) { path in
+            if kept?.link(manifest.outputID, size: manifest.size, to: path) == true { return }
+            try FileSystem.createAtomically(path, permissions: 0o644) { try store.write(manifest, to: $0, threads: threads) }
+            kept?.keep(path, as: manifest.outputID)
         }
     }
 
@@ -174,16 +217,19 @@ public final class ChunkCacheHandler: CacheHandler {
     public func put(_ request: PutRequest, context: CacheContext) async throws -> String {
         let key = request.actionID.digest
         let outputID = request.outputID.digest
+        prefetcher?.forget(key)
         let path: String
         let body: ChunkStore.Body
         switch request.body.storage {
         case .file(let spooled):
             // Spooled where it is to live (memory, or the store's filesystem): renamed, not copied.
             path = try live.adopt(spooled, as: outputID)
+            outputs.add(outputID, path: path)
             body = .file(path: path)
         case .bytes(let bytes):
-            path = try live.existing(outputID, size: request.body.size)
-                ?? live.create(outputID, size: request.body.size) { try FileSystem.writeFileAtomically($0, bytes, permissions: 0o644) }
+            path = try await outputs.file(outputID) { [live] in
+                try live.create(outputID, size: request.body.size) { try FileSystem.writeFileAtomically($0, bytes, permissions: 0o644) }
+            }.path
             body = .bytes(bytes)
         }
         kept?.keep(path, as: outputID)
@@ -231,6 +277,7 @@ public final class ChunkCacheHandler: CacheHandler {
             counters.remoteErrors.add()
             return nil
         }
+        outputs.add(manifest.outputID, path: path)
         if !store.isReadOnly { _ = try? store.store(key: key, outputID: manifest.outputID, time: manifest.time, body: .file(path: path)) }
         counters.remoteHits.add()
         return served(manifest, at: path)
@@ -245,7 +292,8 @@ public final class ChunkCacheHandler: CacheHandler {
 
     /// The go command is done. Nothing to do before the reply: the rest (uploads, removing the
     /// live files, statistics, the budget) happens in `endRun`, after the go command has moved on.
-    public func close(context: CacheContext) async throws {}
+    /// Prefetch stops: nothing more will be asked.
+    public func close(context: CacheContext) async throws { prefetcher?.stop() }
 
     /// Ends a run, after the protocol stream is closed (the go command is not waiting any more):
     /// drains uploads to the remote tier, removes the live files if the go command sent `close`
@@ -261,6 +309,11 @@ public final class ChunkCacheHandler: CacheHandler {
             errors: counters.errors.current,
             goVersion: goVersion, version: version)
         await drainUploads()
+        // The prefetcher writes live files: it ends before they are removed.
+        if let report = prefetcher?.finish() {
+            counters.prefetched.add(Int64(report.made))
+            logger.debug("prefetch: \(report.made) outputs (\(report.bytes) bytes) made ahead, \(counters.prefetchUsed.current) of them asked for; stopped following \(report.divergences) times")
+        }
         if closed { live.removeAll() } else { live.markKept() }
         finish(logger: logger)
         if let level = budget.recompressLevel, !store.isReadOnly {
@@ -282,6 +335,9 @@ public final class ChunkCacheHandler: CacheHandler {
         }
         maintain(logger: logger)
         if !store.isReadOnly {
+            do { try orders.record(RequestOrder(context: context, time: startedAt, keys: order.keys)) } catch {
+                diskFull.warn("could not record the order of this run's requests", error, logger: logger)
+            }
             record.after = ContinuousClock.now - started - served
             do { try history.append(record) } catch { diskFull.warn("could not record the run", error, logger: logger) }
         }

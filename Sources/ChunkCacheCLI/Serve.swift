@@ -44,6 +44,9 @@ extension ChunkCacheCommand {
         @Flag(help: "Read from the remote tier, never write to it (untrusted jobs such as pull requests; also $CHUNKCACHE_REMOTE_READONLY=1).")
         var remoteReadonly = false
 
+        @Flag(help: "Do not make ahead the files the last run of the same build asked for (also $CHUNKCACHE_PREFETCH=0). Prefetch follows the order of that run's requests on a low-priority thread, a bounded distance ahead, and stops when the build asks for other things.")
+        var noPrefetch = false
+
         @Flag(help: "Log every request to standard error.")
         var verbose = false
 
@@ -106,7 +109,9 @@ extension ChunkCacheCommand {
                         keepInMemory: keepInMemory || environment("CHUNKCACHE_KEEP_IN_MEMORY") == "1",
                         liveInMemory: LiveFiles.memoryBudget(limit: try liveInMemoryBytes(), root: memoryRoot),
                         recompressLevel: try recompressionLevel(), backgroundCPUShare: try backgroundCPUShare()),
-                    remote: remoteConfiguration, memoryRoot: memoryRoot, version: BuildInfo.token, logger: logger)
+                    remote: remoteConfiguration, memoryRoot: memoryRoot,
+                    prefetch: noPrefetch || environment("CHUNKCACHE_PREFETCH") == "0" ? nil : ChunkCacheHandler.defaultPrefetchLead,
+                    version: BuildInfo.token, logger: logger)
             } catch {
                 logger.error("chunkcache: cannot use the store at \(directory): \(error). Serving without a cache; this build will not be cached.")
                 let passThrough = try PassThroughHandler()

@@ -26,6 +26,10 @@ public struct SHA256Digest: Hashable, Sendable, Comparable, CustomStringConverti
         self.init(bytes: bytes)
     }
 
+    /// The first 8 bytes, big-endian: a short key for a digest (for a list of many, where one
+    /// collision among them costs little).
+    public var leadingWord: UInt64 { w0 }
+
     /// The digest's 32 bytes.
     public var bytes: [UInt8] {
         var out = [UInt8](repeating: 0, count: SHA256.byteCount)

@@ -40,43 +40,6 @@ struct LiveFilesTests {
         #expect(try FileSystem.readFile(last) == third)
     }
 
-    @Test("a file handed out earlier in the run is found again, wherever it went, if its size matches")
-    func existing() throws {
-        let roots = Roots()
-        let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 4096)
-        let inMemory = [UInt8](repeating: 1, count: 10)
-        let onDisk = [UInt8](repeating: 2, count: 10)
-        let a = try write(live, inMemory)
-        let b = try write(live, onDisk)
-        #expect(live.existing(SHA256.hash(inMemory), size: 10) == a)
-        #expect(live.existing(SHA256.hash(onDisk), size: 10) == b)
-        #expect(live.existing(SHA256.hash(onDisk), size: 11) == nil)
-        #expect(live.existing(SHA256.hash([9]), size: 1) == nil)
-    }
-
-    @Test("a system failure writing in memory (a full tmpfs) falls back to disk; damage does not")
-    func fallback() throws {
-        let roots = Roots()
-        let live = try LiveFiles(diskRoot: roots.disk, memoryRoot: roots.memory, memoryBudget: 1 << 20)
-        let body = [UInt8](repeating: 7, count: 64)
-        let path = try live.create(SHA256.hash(body), size: 64) { path in
-            if path.hasPrefix(roots.memory) { throw SystemError("write", path: path, code: ENOSPC) }
-            try FileSystem.writeFileAtomically(path, body, permissions: 0o644)
-        }
-        #expect(path.hasPrefix(roots.disk + "/"))
-        #expect(try FileSystem.readFile(path) == body)
-
-        struct Damage: Error {}
-        var attempts = 0
-        #expect(throws: Damage.self) {
-            _ = try live.create(SHA256.hash([1]), size: 1) { _ in
-                attempts += 1
-                throw Damage()
-            }
-        }
-        #expect(attempts == 1, "damage is not retried elsewhere")
-    }
-
     @Test("a body too large to hold in memory is spooled in memory while the budget allows, and adopted there")
     func largeBodiesInMemory() throws {
         let roots = Roots()
@@ -86,7 +49,7 @@ struct LiveFilesTests {
         #expect(spool.hasPrefix(roots.memory + "/"))
         try FileSystem.writeFileAtomically(spool + "/.body-1.tmp", large)
         let path = try live.adopt(spool + "/.body-1.tmp", as: SHA256.hash(large))
-        #expect(path == live.existing(SHA256.hash(large), size: Int64(large.count)))
+        #expect(path == live.memory?.path(for: SHA256.hash(large)))
         #expect(path.hasPrefix(roots.memory + "/"))
         #expect(try FileSystem.readFile(path) == large)
 

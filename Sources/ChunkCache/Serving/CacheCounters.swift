@@ -16,6 +16,9 @@ public final class CacheCounters: Sendable {
     public let remoteErrors = AtomicCounter()
     public let remoteBytesDownloaded = AtomicCounter()
     public let remoteBytesUploaded = AtomicCounter()
+    /// Outputs made ahead of the go command, and gets that found theirs so.
+    public let prefetched = AtomicCounter()
+    public let prefetchUsed = AtomicCounter()
 
     public init() {}
 
@@ -24,12 +27,14 @@ public final class CacheCounters: Sendable {
         static let hits = "hits", misses = "misses", bytesServed = "bytes_served", errors = "errors"
         static let remoteHits = "remote_hits", remoteErrors = "remote_errors"
         static let remoteBytesDownloaded = "remote_bytes_down", remoteBytesUploaded = "remote_bytes_up"
+        static let prefetched = "prefetched", prefetchUsed = "prefetch_used"
     }
 
     /// Every counter with its name.
     var named: [(String, AtomicCounter)] {
         [(Name.hits, hits), (Name.misses, misses), (Name.bytesServed, bytesServed), (Name.errors, errors), (Name.remoteHits, remoteHits),
-         (Name.remoteErrors, remoteErrors), (Name.remoteBytesDownloaded, remoteBytesDownloaded), (Name.remoteBytesUploaded, remoteBytesUploaded)]
+         (Name.remoteErrors, remoteErrors), (Name.remoteBytesDownloaded, remoteBytesDownloaded), (Name.remoteBytesUploaded, remoteBytesUploaded),
+         (Name.prefetched, prefetched), (Name.prefetchUsed, prefetchUsed)]
     }
 
     /// Adds these counts and the store's to `store`'s stats file, and resets them.

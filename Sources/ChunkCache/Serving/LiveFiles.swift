@@ -53,16 +53,6 @@ public final class LiveFiles: Sendable {
         self.memoryBudget = memory == nil ? 0 : memoryBudget
     }
 
-    /// The file already handed out for `outputID` in this run, if it has `size` bytes. Such a
-    /// file was verified or put in this run and is never rewritten, so it can be served again.
-    public func existing(_ outputID: SHA256Digest, size: Int64) -> String? {
-        for area in areas {
-            let path = area.path(for: outputID)
-            if (try? FileSystem.status(of: path, followLinks: false))?.size == size { return path }
-        }
-        return nil
-    }
-
     /// This process's directories: in memory, overflow (if made), on disk.
     private var areas: [LiveArea] {
         [memory, overflow.withLock { $0 }, disk].compactMap { $0 }

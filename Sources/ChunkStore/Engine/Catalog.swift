@@ -134,6 +134,21 @@ final class Catalog: Sendable {
         }
     }
 
+    /// The key and encoded manifest of the one action whose key starts with the 8 bytes of
+    /// `prefix` (big-endian); nil if there is none, or more than one.
+    func manifest(forKeyPrefix prefix: UInt64) throws -> (key: [UInt8], manifest: [UInt8])? {
+        let low = withUnsafeBytes(of: prefix.bigEndian) { Array($0) }
+        return try reader.withLock { database in
+            var found: [(key: [UInt8], manifest: [UInt8])] = []
+            // Blobs compare as bytes: every key with this prefix sorts at or after the prefix alone.
+            try database.query("SELECT key, manifest FROM manifests WHERE key >= ? ORDER BY key LIMIT 2", [.blob(low)]) { row in
+                let key = row.blob(0)
+                if key.starts(with: low) { found.append((key, row.blob(1))) }
+            }
+            return found.count == 1 ? found[0] : nil
+        }
+    }
+
     /// Where the chunk with this hash is stored, if it is.
     func location(of digest: SHA256Digest) throws -> ChunkLocation? {
         try reader.withLock { database in

@@ -22,6 +22,18 @@ extension ChunkStore {
     /// or belongs to another key.
     public func manifest(for key: SHA256Digest) throws -> Manifest? {
         guard let bytes = try StoreError.translating({ try catalog.manifest(for: key) }) else { return nil }
+        return try decodeManifest(bytes, of: key)
+    }
+
+    /// The manifest of the one action whose key starts with the 8 bytes of `prefix` (big-endian),
+    /// for callers that remember actions by a short prefix of their key (prefetch); nil if there
+    /// is none or the prefix is ambiguous. Throws a `damagedEntry` like `manifest(for:)`.
+    public func manifest(forKeyPrefix prefix: UInt64) throws -> Manifest? {
+        guard let (key, bytes) = try StoreError.translating({ try catalog.manifest(forKeyPrefix: prefix) }), let digest = SHA256Digest(bytes: key) else { return nil }
+        return try decodeManifest(bytes, of: digest)
+    }
+
+    private func decodeManifest(_ bytes: [UInt8], of key: SHA256Digest) throws -> Manifest {
         do {
             let manifest = try Manifest(decoding: bytes)
             guard manifest.key == key else { throw CorruptData(description: "manifest is for another action") }
@@ -44,7 +56,13 @@ extension ChunkStore {
     /// `verify`. Throws a `damagedEntry` if anything does not check out, after which what was
     /// written is not the output (the caller writes to a temporary file and renames it only on
     /// success); `setAside(_:because:)` then deals with the damage.
-    public func write(_ manifest: Manifest, to destination: some OutputDestination, supplied: [SHA256Digest: [UInt8]] = [:], checkOutputID: Bool = false) throws {
+    ///
+    /// `threads` bounds the threads decoding at once (this one among them): 1 for background work
+    /// that must not take cores from the go command.
+    public func write(
+        _ manifest: Manifest, to destination: some OutputDestination, supplied: [SHA256Digest: [UInt8]] = [:], checkOutputID: Bool = false,
+        threads: Int = Parallel.threads
+    ) throws {
         try StoreError.translating {
             var written: Int64 = 0
             switch manifest.content {
@@ -78,7 +96,7 @@ extension ChunkStore {
                         windows[slot] = .allocate(byteCount: filled, alignment: 16)
                     }
                     let part = UnsafeMutableRawBufferPointer(rebasing: windows[slot][..<filled])
-                    try decode(chunks[first..<end], of: manifest, into: part, supplied: supplied, writingMeanwhile: pending, to: destination)
+                    try decode(chunks[first..<end], of: manifest, into: part, supplied: supplied, threads: threads, writingMeanwhile: pending, to: destination)
                     if checkOutputID { hasher.update(UnsafeRawBufferPointer(part)) }
                     pending = UnsafeRawBufferPointer(part)
                     written += Int64(filled)
@@ -134,7 +152,7 @@ extension ChunkStore {
     /// `previous` (an earlier window of the output) to `destination` meanwhile.
     private func decode(
         _ chunks: ArraySlice<Manifest.Chunk>, of manifest: Manifest, into output: UnsafeMutableRawBufferPointer, supplied: [SHA256Digest: [UInt8]],
-        writingMeanwhile previous: UnsafeRawBufferPointer?, to destination: some OutputDestination
+        threads: Int, writingMeanwhile previous: UnsafeRawBufferPointer?, to destination: some OutputDestination
     ) throws {
         var starts: [Int] = []
         starts.reserveCapacity(chunks.count)
@@ -161,7 +179,7 @@ extension ChunkStore {
                 try decode(chunk, of: manifest, into: target, record: &record, at: locations[chunk.digest])
             }
         }
-        guard Parallel.threads > 1, list.count > 1, total >= 64 << 10 else {
+        guard threads > 1, list.count > 1, total >= 64 << 10 else {
             if let previous { try destination.write(previous) }
             var record: [UInt8] = []
             for index in list.indices { try decodeOne(index, record: &record) }
@@ -174,7 +192,7 @@ extension ChunkStore {
             writeEarlier = { try destination.write(UnsafeRawBufferPointer(window.buffer)) }
         }
         let makeRecord: @Sendable () -> [UInt8] = { [] }
-        try Parallel.forEach(list.count, scratch: makeRecord, first: writeEarlier) { (index: Int, record: inout [UInt8]) in
+        try Parallel.forEach(list.count, threads: threads, scratch: makeRecord, first: writeEarlier) { (index: Int, record: inout [UInt8]) in
             try decodeOne(index, record: &record)
         }
     }

@@ -8,9 +8,9 @@ import Glibc
 
 /// Sharing one job's items among a few threads: the one way the store spreads work over cores
 /// (decoding an output's chunks, recompressing a batch).
-enum Parallel {
+public enum Parallel {
     /// Threads that work on one job at once.
-    static let threads = max(1, min(4, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+    public static let threads = max(1, min(4, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// Calls `body(index, &scratch)` for every index in `0..<count`, the indices going to whichever
     /// thread is free, on up to `threads` threads (the caller's among them); each thread has its

@@ -90,14 +90,33 @@ public final class StoreExecutor: TaskExecutor {
 
     private func startThread() {
         // The thread holds the executor for good (`shared` lives as long as the process).
-        let context = Unmanaged.passRetained(self).toOpaque()
+        StoreThread.start { self.work() }
+    }
+}
+
+/// Threads of the store's own (not Swift's cooperative pool, not dispatch's), for work that
+/// blocks or runs long: `StoreExecutor`'s, and background work of the layers above.
+public enum StoreThread {
+    /// Starts a detached thread running `body`.
+    public static func start(_ body: @escaping @Sendable () -> Void) {
+        final class Box: Sendable {
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        let context = Unmanaged.passRetained(Box(body)).toOpaque()
         var thread = pthread_t()
         let status = pthread_create(&thread, nil, { context in
-            Unmanaged<StoreExecutor>.fromOpaque(context!).takeRetainedValue().work()
+            Unmanaged<Box>.fromOpaque(context!).takeRetainedValue().body()
             return nil
         }, context)
         precondition(status == 0, "cannot start a store thread: error \(status)")
         pthread_detach(thread)
+    }
+
+    /// Background work: the go command comes first. On Linux, nice is per thread, so each thread
+    /// doing such work lowers its own (for good: use it on threads of that work only).
+    public static func lowerPriority() {
+        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
     }
 }
 

@@ -105,7 +105,7 @@ extension ChunkStore {
             return report
         }
         let stronger = Compressor(codec: .zstd, level: level)
-        if lowPriority { Self.lowerThisThreadsPriority() }
+        if lowPriority { StoreThread.lowerPriority() }
         return try lock.withShared {
             packs.finishAppending()
             var report = RecompressionReport()
@@ -184,12 +184,6 @@ extension ChunkStore {
         return (pending.count, bytes)
     }
 
-    /// Background work: the next build comes first. On Linux, nice is per thread, so each thread
-    /// doing the work lowers its own.
-    private static func lowerThisThreadsPriority() {
-        setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
-    }
-
     /// Chunks recompressed at once (their new records are held in memory until written in order).
     static var recompressionBatch: Int { 64 }
 
@@ -200,7 +194,7 @@ extension ChunkStore {
         let items = Array(batch)
         let results = Mutex<[(codec: Codec, payload: [UInt8])?]>(Array(repeating: nil, count: items.count))
         try Parallel.forEach(items.count, scratch: { () -> (first: Bool, plain: [UInt8], record: [UInt8]) in (true, [], []) }) { index, scratch in
-            if scratch.first, lowPriority { Self.lowerThisThreadsPriority() }
+            if scratch.first, lowPriority { StoreThread.lowerPriority() }
             scratch.first = false
             let (digest, location) = items[index]
             let result: (codec: Codec, payload: [UInt8])?
