@@ -62,6 +62,7 @@ extension ChunkCacheCommand {
                 puts             \(stats.puts)
                 damaged          \(stats.damaged)
                 evictions        \(stats.evictions)
+                prefetch         \(all.prefetched) outputs made ahead, \(all.prefetchUsed) of them asked for
                 remote           \(all.remoteHits) hits, \(all.remoteErrors) errors, \(size(all.remoteBytesDownloaded)) down, \(size(all.remoteBytesUploaded)) up
                 last trim        \(stats.lastTrim.map { utcText($0) } ?? "never")
                 """)

@@ -57,6 +57,9 @@ public struct CacheStatistics: Sendable {
     public var remoteErrors: Int64 = 0
     public var remoteBytesDownloaded: Int64 = 0
     public var remoteBytesUploaded: Int64 = 0
+    /// Outputs made ahead of the go command, across runs, and how many of them a get was handed.
+    public var prefetched: Int64 = 0
+    public var prefetchUsed: Int64 = 0
 
     /// Gathers the statistics of `store`.
     public init(of store: ChunkStore) {
@@ -69,5 +72,6 @@ public struct CacheStatistics: Sendable {
         (hits, misses) = (total(Name.hits), total(Name.misses))
         (remoteHits, remoteErrors) = (total(Name.remoteHits), total(Name.remoteErrors))
         (remoteBytesDownloaded, remoteBytesUploaded) = (total(Name.remoteBytesDownloaded), total(Name.remoteBytesUploaded))
+        (prefetched, prefetchUsed) = (total(Name.prefetched), total(Name.prefetchUsed))
     }
 }
