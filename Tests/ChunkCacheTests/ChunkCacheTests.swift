@@ -89,11 +89,7 @@ struct ChunkCacheTests {
             _ = try await client.put(actionID(1), body: body(1))
             try await client.close()
         }
-        for name in try FileSystem.contentsOfDirectory(store + "/packs") where name.hasSuffix(".pack") {
-            var bytes = try FileSystem.readFile(store + "/packs/" + name)
-            for i in stride(from: 100, to: bytes.count, by: 1000) { bytes[i] ^= 0xFF }
-            try FileSystem.writeFileAtomically(store + "/packs/" + name, bytes)
-        }
+        try damagePacks(of: store)
         let (again, _) = try await CacheProgClient.withProgram([chunkcache, "--dir", store]) { client in
             let miss = try await client.get(actionID(1))
             #expect(miss == nil)

@@ -51,12 +51,7 @@ struct HandlerTests {
             _ = try await client.put(actionID(1), body: body(1))
             try await client.close()
         }
-        let packs = temp + "/store/packs"
-        for name in try FileSystem.contentsOfDirectory(packs) where name.hasSuffix(".pack") {
-            var bytes = try FileSystem.readFile(packs + "/" + name)
-            for i in stride(from: 100, to: bytes.count, by: 1000) { bytes[i] ^= 0xFF }
-            try FileSystem.writeFileAtomically(packs + "/" + name, bytes)
-        }
+        try damagePacks(of: temp + "/store")
         let cache = try handler()
         let (again, _) = try await withInProcessServer(cache) { client in
             #expect(try await client.get(actionID(1)) == nil)

@@ -233,12 +233,7 @@ struct PrefetchTests {
     func damagedPrefetchIsAMiss() async throws {
         defer { try? FileSystem.removeTree(temp) }
         try await firstRun(count: 4)
-        let packs = temp + "/store/packs"
-        for name in try FileSystem.contentsOfDirectory(packs) where name.hasSuffix(".pack") {
-            var bytes = try FileSystem.readFile(packs + "/" + name)
-            for i in stride(from: 100, to: bytes.count, by: 1000) { bytes[i] ^= 0xFF }
-            try FileSystem.writeFileAtomically(packs + "/" + name, bytes)
-        }
+        try damagePacks(of: temp + "/store")
         let cache = try handler()
         try await Task.sleep(for: .milliseconds(200))  // prefetch tries, and fails, meanwhile
         let entries = try await withInProcessServer(cache) { client in

@@ -30,6 +30,8 @@ public final class Prefetcher: Sendable {
         var bytes: Int64 = 0
         /// Manifests looked up ahead, by key, for the get that will ask.
         var manifests: [SHA256Digest: Manifest] = [:]
+        /// Keys this run put: a manifest looked up before the put must not be handed out after it.
+        var replaced: Set<SHA256Digest> = []
     }
     private let state: Mutex<State>
     private let wake = DispatchSemaphore(value: 0)
@@ -73,7 +75,10 @@ public final class Prefetcher: Sendable {
 
     /// Forgets what was looked up ahead for `key` (a put replaced its manifest).
     public func forget(_ key: SHA256Digest) {
-        state.withLock { _ = $0.manifests.removeValue(forKey: key) }
+        state.withLock { state in
+            state.manifests[key] = nil
+            state.replaced.insert(key)
+        }
     }
 
     /// Stops prefetching (the go command is done); returns at once.
@@ -107,7 +112,7 @@ public final class Prefetcher: Sendable {
                         state.made += 1
                         state.bytes += manifest.size
                     }
-                    state.manifests[manifest.key] = manifest
+                    if !state.replaced.contains(manifest.key) { state.manifests[manifest.key] = manifest }
                 }
             }
             let wakes = state.withLock { state in
