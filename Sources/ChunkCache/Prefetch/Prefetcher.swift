@@ -17,7 +17,7 @@ public final class Prefetcher: Sendable {
         /// Outputs made ahead, and their bytes.
         public var made: Int
         public var bytes: Int64
-        /// The order followed at the end, the times the run stopped following one.
+        /// How many times the run stopped following an order.
         public var divergences: Int
     }
 

@@ -82,11 +82,6 @@ public final class LiveOutputs: Sendable {
         }
     }
 
-    /// Outputs made ahead that no get has been handed yet.
-    public var unusedPrefetches: Int {
-        table.withLock { $0.values.count { if case .ready(_, true) = $0 { true } else { false } } }
-    }
-
     /// Runs `make` for an output this caller claimed, records the result (or forgets the claim
     /// if it throws) and wakes those waiting.
     private func finish(_ outputID: SHA256Digest, prefetched: Bool, _ make: () throws -> String) throws -> String {
