@@ -11,7 +11,7 @@ enum {
     OPT_WRITEDATA = 10001, OPT_URL = 10002, OPT_ERRORBUFFER = 10010, OPT_POSTFIELDS = 10015,
     OPT_HTTPHEADER = 10023, OPT_CUSTOMREQUEST = 10036, OPT_WRITEFUNCTION = 20011,
     OPT_POSTFIELDSIZE_LARGE = 30120, OPT_NOBODY = 44, OPT_HTTPGET = 80, OPT_NOSIGNAL = 99,
-    OPT_TIMEOUT_MS = 155, OPT_CONNECTTIMEOUT_MS = 156,
+    OPT_TIMEOUT_MS = 155, OPT_CONNECTTIMEOUT_MS = 156, OPT_HEADERDATA = 10029, OPT_HEADERFUNCTION = 20079,
     INFO_RESPONSE_CODE = 0x200000 + 2, GLOBAL_ALL = 3, ERROR_SIZE = 256,
 };
 
@@ -95,7 +95,7 @@ static size_t collect(char *data, size_t size, size_t count, void *context) {
 int ccurl_perform(void *handle, const char *method, const char *url,
                   const char *const *headers, int header_count,
                   const void *body, size_t body_length, long timeout_ms,
-                  ccurl_buffer *response, long *status, char *error) {
+                  ccurl_buffer *response, ccurl_buffer *response_headers, long *status, char *error) {
     error[0] = 0;
     curl.easy_reset(handle);  // options only: the connection stays open for the next request
     struct slist *list = NULL;
@@ -109,6 +109,10 @@ int ccurl_perform(void *handle, const char *method, const char *url,
     curl.easy_setopt(handle, OPT_ERRORBUFFER, error);
     curl.easy_setopt(handle, OPT_WRITEFUNCTION, collect);
     curl.easy_setopt(handle, OPT_WRITEDATA, response);
+    if (response_headers) {
+        curl.easy_setopt(handle, OPT_HEADERFUNCTION, collect);
+        curl.easy_setopt(handle, OPT_HEADERDATA, response_headers);
+    }
     if (strcmp(method, "HEAD") == 0) {
         curl.easy_setopt(handle, OPT_NOBODY, 1L);
     } else if (strcmp(method, "GET") == 0) {

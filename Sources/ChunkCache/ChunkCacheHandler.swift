@@ -82,7 +82,7 @@ public final class ChunkCacheHandler: CacheHandler {
     /// What this run counted (added to the store's stats file when it ends).
     public let counters = CacheCounters()
     /// The shared second tier, if configured.
-    public let remote: HTTPRemote?
+    public let remote: RemoteTier?
     private let uploads = UploadQueue(limit: 4)
     public let budget: Budget
     /// Decompressed outputs kept between runs, if the budget allows any.
@@ -105,12 +105,12 @@ public final class ChunkCacheHandler: CacheHandler {
     /// With a `prefetch` lead, the files the last run in `context` (by default, this process's:
     /// see `RunContext`) asked for are made ahead, at most that far ahead of the go command.
     public init(
-        store: ChunkStore, budget: Budget = Budget(), remote: HTTPRemote.Configuration? = nil, liveRetention: Duration = .seconds(3600),
+        store: ChunkStore, budget: Budget = Budget(), remote: RemoteTier.Configuration? = nil, liveRetention: Duration = .seconds(3600),
         memoryRoot: String? = nil, prefetch: PrefetchPlan.Lead? = ChunkCacheHandler.defaultPrefetchLead, context: UInt64 = RunContext.current(),
         version: String = "", logger: Logger = Logger(label: "chunkcache")
     ) throws {
         self.store = store
-        self.remote = remote.map { [counters] in HTTPRemote(configuration: $0, counters: counters, logger: logger) }
+        self.remote = try remote.map { [counters] in try RemoteTier(configuration: $0, counters: counters, logger: logger) }
         self.budget = budget
         self.version = version
         diskFull = DiskFullReport(store: store)
@@ -259,11 +259,7 @@ public final class ChunkCacheHandler: CacheHandler {
             let manifest = try? Manifest(decoding: bytes), manifest.key == key,
             let missing = try? store.missingChunks(of: manifest)
         else { return nil }
-        var supplied: [SHA256Digest: [UInt8]] = [:]
-        for chunk in missing where supplied[chunk.digest] == nil {
-            guard let data = await remote.chunk(chunk.digest, size: Int(chunk.size)) else { return nil }
-            supplied[chunk.digest] = data
-        }
+        guard let supplied = await remote.blobs(missing.map { ($0.digest, Int($0.size)) }) else { return nil }
         let path: String
         do {
             path = try live.create(manifest.outputID, size: manifest.size) { path in

@@ -38,7 +38,7 @@ extension ChunkCacheCommand {
         @Option(help: ArgumentHelp("Put up to this much of the files handed to the go command during a run in memory (/dev/shm), never more than a quarter of its free space (default: $CHUNKCACHE_LIVE_IN_MEMORY, else 1GiB; 0 for none). They are removed when the build ends; on disk they would be written only to be deleted.", valueName: "size"))
         var liveInMemory: ByteSize?
 
-        @Option(help: ArgumentHelp("A shared HTTP cache (bazel-remote, or WebDAV such as nginx with dav_methods PUT) used as a second tier (default: $CHUNKCACHE_REMOTE). An extra header for it, e.g. for authentication, comes from $CHUNKCACHE_REMOTE_HEADER (\"Name: value\").", valueName: "url"))
+        @Option(help: ArgumentHelp("A shared cache used as a second tier (default: $CHUNKCACHE_REMOTE): an HTTP cache, http(s)://HOST/PATH (bazel-remote, or WebDAV such as nginx with dav_methods PUT), with an extra header, e.g. for authentication, from $CHUNKCACHE_REMOTE_HEADER (\"Name: value\"); or an S3 bucket, s3://BUCKET/PREFIX, with region, endpoint and credentials read as the AWS tools read them (AWS_REGION, AWS_ENDPOINT_URL_S3, AWS_ACCESS_KEY_ID, AWS_PROFILE, ~/.aws/config and credentials).", valueName: "url"))
         var remote: String?
 
         @Flag(help: "Read from the remote tier, never write to it (untrusted jobs such as pull requests; also $CHUNKCACHE_REMOTE_READONLY=1).")
@@ -75,14 +75,21 @@ extension ChunkCacheCommand {
             logger.logLevel = verbose ? .debug : .warning
             let directory = try store.resolvedDirectory
             let limits = try budget.resolved(for: directory)
-            var remoteConfiguration: HTTPRemote.Configuration?
+            var remoteConfiguration: RemoteTier.Configuration?
             if let url = remote ?? environment("CHUNKCACHE_REMOTE"), !url.isEmpty {
                 var headers: [String: String] = [:]
                 if let header = environment("CHUNKCACHE_REMOTE_HEADER"), let colon = header.firstIndex(of: ":") {
                     headers[header[..<colon].trimmed] = header[header.index(after: colon)...].trimmed
                 }
                 let readOnly = remoteReadonly || environment("CHUNKCACHE_REMOTE_READONLY") == "1"
-                remoteConfiguration = .init(baseURL: url, headers: headers, readOnly: readOnly)
+                let configuration = RemoteTier.Configuration(url: url, headers: headers, readOnly: readOnly)
+                do {
+                    _ = try RemoteTier.check(configuration)
+                    remoteConfiguration = configuration
+                } catch {
+                    // A remote that cannot be used never fails the build: say why, once, and work locally.
+                    logger.warning("chunkcache: remote cache not used: \(error)")
+                }
             }
             let handler: ChunkCacheHandler
             do {

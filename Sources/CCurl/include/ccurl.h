@@ -22,12 +22,13 @@ void *ccurl_handle_new(void);
 void ccurl_handle_free(void *handle);
 
 /// Performs one request. `method` is GET, HEAD or PUT (with `body`). `headers` are
-/// "Name: value" lines. Returns 0 with the status in `status` and the response body in
-/// `response`, or -1 with a reason in `error` (at least 256 bytes).
+/// "Name: value" lines. Returns 0 with the status in `status`, the response body in `response`
+/// and, if `response_headers` is not NULL, the header lines (every response's, redirects
+/// included) in it; or -1 with a reason in `error` (at least 256 bytes).
 int ccurl_perform(void *handle, const char *method, const char *url,
                   const char *const *headers, int header_count,
                   const void *body, size_t body_length, long timeout_ms,
-                  ccurl_buffer *response, long *status, char *error);
+                  ccurl_buffer *response, ccurl_buffer *response_headers, long *status, char *error);
 
 void ccurl_buffer_free(ccurl_buffer *buffer);
 

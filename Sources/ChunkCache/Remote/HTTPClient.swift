@@ -12,9 +12,10 @@ import Glibc
 /// Each request blocks a dispatch thread, never one of Swift's cooperative threads; handles are
 /// reused, so connections stay open between requests.
 final class HTTPClient: Sendable {
-    /// A reply: the status code and the body.
+    /// A reply: the status code, the headers (names lower-cased) and the body.
     struct Reply {
         var status: Int
+        var headers: [String: String] = [:]
         var body: [UInt8]
     }
 
@@ -60,20 +61,39 @@ final class HTTPClient: Sendable {
             return .failure(Failure(description: "libcurl could not make a handle"))
         }
         var reply = ccurl_buffer(data: nil, length: 0, capacity: 0, limit: maxReplyBytes)
-        defer { ccurl_buffer_free(&reply) }
+        var replyHeaders = ccurl_buffer(data: nil, length: 0, capacity: 0, limit: 64 << 10)
+        defer {
+            ccurl_buffer_free(&reply)
+            ccurl_buffer_free(&replyHeaders)
+        }
         var status = 0
         let cHeaders = headers.map { strdup($0) }
         defer { cHeaders.forEach { free($0) } }
         let result = cHeaders.map { $0.map { UnsafePointer<CChar>($0) } }.withUnsafeBufferPointer { headerList in
             (body ?? []).withUnsafeBytes { bodyBytes in
                 ccurl_perform(handle.pointer, method, url, headerList.baseAddress, Int32(headerList.count),
-                              bodyBytes.baseAddress, bodyBytes.count, timeoutMilliseconds, &reply, &status, &message)
+                              bodyBytes.baseAddress, bodyBytes.count, timeoutMilliseconds, &reply, &replyHeaders, &status, &message)
             }
         }
         idle.withLock { $0.append(handle) }
         guard result == 0 else { return .failure(Failure(description: Self.string(message))) }
         let bytes = reply.data.map { Array(UnsafeBufferPointer(start: $0, count: reply.length)) } ?? []
-        return .success(Reply(status: status, body: bytes))
+        let headerText = replyHeaders.data.map { Array(UnsafeBufferPointer(start: $0, count: replyHeaders.length)) } ?? []
+        return .success(Reply(status: status, headers: Self.headers(String(decoding: headerText, as: UTF8.self)), body: bytes))
+    }
+
+    /// The last response's header lines as a dictionary (a status line starts a new response).
+    static func headers(_ text: String) -> [String: String] {
+        var headers: [String: String] = [:]
+        for line in text.split(whereSeparator: \.isNewline) {
+            if line.hasPrefix("HTTP/") {
+                headers.removeAll()
+            } else if let colon = line.firstIndex(of: ":") {
+                let value = line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" }
+                headers[line[..<colon].lowercased()] = String(value)
+            }
+        }
+        return headers
     }
 
     private static func string(_ characters: [CChar]) -> String {

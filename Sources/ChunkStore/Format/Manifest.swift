@@ -35,7 +35,8 @@ public struct Manifest: Hashable, Sendable {
     public var time: Timestamp
     public var content: Content
 
-    static let magic: [UInt8] = Array("CCM1".utf8)
+    /// The first bytes of every encoded manifest.
+    public static let magic: [UInt8] = Array("CCM1".utf8)
     /// Largest output accepted (and largest chunk count that can describe it).
     static let maxSize: Int64 = 1 << 40
 

@@ -1,0 +1,303 @@
+import ChunkStore
+import Digests
+import FileIO
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A shared second tier, in Bazel's HTTP cache layout, on any `RemoteBackend` (an HTTP cache
+/// server such as bazel-remote or nginx WebDAV, or an S3 bucket):
+/// - `cas/<sha256>`: chunks and manifests, by the hash of their plain bytes. They travel as zstd
+///   frames where that saves (`Content-Encoding: zstd` and `X-Digest-SizeBytes`, as bazel-remote
+///   takes them; a store of opaque bytes keeps the frame). Whatever comes back is checked: the
+///   bytes as they are if they hash right, else decoded from zstd and checked again.
+/// - `ac/<action key>`: an `ActionResult` naming the manifest (`chunkcache.manifest`), its
+///   digest, and the manifest inline. Stock bazel-remote takes only that message there, and
+///   serves an entry only while the blobs it names are in `cas/`, so the manifest is stored
+///   there too. Entries of the first layout (the manifest itself under `ac/`) are still read.
+///
+/// It never fails a build: any error (refused connection, timeout, 5xx, a short or wrong body)
+/// counts as a miss, is logged once, and turns the remote off for a while (backing off from 5 s
+/// to 5 min), during which every call returns at once.
+public final class RemoteTier: Sendable {
+    public struct Configuration: Sendable {
+        /// `http(s)://…` (an HTTP cache) or `s3://BUCKET[/PREFIX]`.
+        public var url: String
+        /// Extra headers on every request to an HTTP cache (authentication).
+        public var headers: [String: String]
+        /// Read but never write (untrusted jobs, such as pull requests).
+        public var readOnly: Bool
+        /// Longest wait for one request, in seconds.
+        public var timeout: Double
+        /// Requests in flight at once for one output's chunks (downloads and uploads).
+        public var parallelism: Int
+        /// Where S3 settings are read (`AWS_REGION`, `AWS_PROFILE`, …): the process's environment,
+        /// and the shared files under `home` (`~/.aws/config`, `~/.aws/credentials`).
+        public var environment: [String: String]
+        public var home: String?
+
+        public init(
+            url: String, headers: [String: String] = [:], readOnly: Bool = false, timeout: Double = 10, parallelism: Int = 16,
+            environment: [String: String] = RemoteTier.processEnvironment(), home: String? = nil
+        ) {
+            self.url = url
+            self.headers = headers
+            self.readOnly = readOnly
+            self.timeout = timeout
+            self.parallelism = max(1, parallelism)
+            self.environment = environment
+            self.home = home ?? environment["HOME"]
+        }
+    }
+
+    /// This process's environment variables.
+    public static func processEnvironment() -> [String: String] {
+        var variables: [String: String] = [:]
+        var entry = environ
+        while let pointer = entry.pointee {
+            let text = String(cString: pointer)
+            if let equals = text.firstIndex(of: "=") { variables[String(text[..<equals])] = String(text[text.index(after: equals)...]) }
+            entry += 1
+        }
+        return variables
+    }
+
+    /// A configuration that cannot be used (a malformed URL or S3 setting).
+    public struct InvalidConfiguration: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Where an `ActionResult` names the manifest.
+    static let manifestPath = "chunkcache.manifest"
+
+    public let configuration: Configuration
+    let backend: any RemoteBackend
+    /// Where its errors and bytes are counted (the serving run's counters).
+    private let counters: CacheCounters
+    private let client: HTTPClient
+    private let logger: Logger
+    /// zstd at a fast level, for chunks on their way out.
+    private let compressor = Compressor(codec: .zstd, level: 3)
+    private struct Health {
+        /// Wall-clock nanoseconds until which the remote is not tried.
+        var downUntil: Int64 = 0
+        /// Seconds to stay away after the next failure.
+        var backoff: Int64 = 5
+        var reported = false
+    }
+    private let health = Mutex(Health())
+
+    /// Checks `configuration`, finding its backend's settings (for S3: region, endpoint and
+    /// credentials), and says where the tier is; throws what makes it unusable.
+    public static func check(_ configuration: Configuration) throws(InvalidConfiguration) -> String {
+        try makeBackend(configuration).location
+    }
+
+    init(configuration: Configuration, counters: CacheCounters, logger: Logger) throws(InvalidConfiguration) {
+        self.configuration = configuration
+        self.counters = counters
+        self.logger = logger
+        backend = try Self.makeBackend(configuration)
+        client = HTTPClient(timeoutSeconds: configuration.timeout)
+    }
+
+    private static func makeBackend(_ configuration: Configuration) throws(InvalidConfiguration) -> any RemoteBackend {
+        let url = configuration.url
+        if url.hasPrefix("s3://") {
+            do {
+                return S3Backend(settings: try S3Settings.resolve(url: url, environment: configuration.environment, home: configuration.home))
+            } catch {
+                throw InvalidConfiguration(description: error.description)
+            }
+        }
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw InvalidConfiguration(description: "remote \(url.debugDescription) is neither http(s):// nor s3://")
+        }
+        return HTTPCacheBackend(baseURL: url, headers: configuration.headers)
+    }
+
+    private enum Outcome {
+        case ok(HTTPClient.Reply)
+        case notFound
+        case failed
+    }
+
+    private var isUp: Bool { health.withLock { WallClock.nanoseconds() >= $0.downUntil } }
+
+    private func markDown(_ reason: String) {
+        counters.remoteErrors.add()
+        let (firstTime, wasUp, backoff) = health.withLock { health -> (Bool, Bool, Int64) in
+            let now = WallClock.nanoseconds()
+            let wasUp = now >= health.downUntil
+            let firstTime = !health.reported
+            health.reported = true
+            if wasUp {
+                health.downUntil = now + health.backoff * 1_000_000_000
+                health.backoff = min(health.backoff * 2, 300)
+            }
+            return (firstTime, wasUp, health.backoff)
+        }
+        // Said once per run on stderr; later outages only at debug level (and in the counters).
+        if firstTime {
+            logger.warning("remote cache \(backend.location) unusable (\(reason)); working locally, retrying in \(backoff / 2) s")
+        } else if wasUp {
+            logger.debug("remote cache still unusable (\(reason)); next retry in \(backoff / 2) s")
+        }
+    }
+
+    private func markUp() { health.withLock { $0.backoff = 5 } }
+
+    private func request(_ method: String, _ path: String, headers: [(name: String, value: String)] = [], body: [UInt8]? = nil) async -> Outcome {
+        guard isUp else { return .failed }
+        let (url, lines) = backend.prepare(method, path, headers: headers, body: body ?? [])
+        switch await client.perform(method, url: url, headers: lines, body: body) {
+        case .failure(let failure):
+            markDown(failure.description)
+            return .failed
+        case .success(let reply):
+            if (200..<300).contains(reply.status) {
+                markUp()
+                return .ok(reply)
+            }
+            guard let reason = backend.failure(reply, method: method, path: path) else { return .notFound }
+            markDown(reason)
+            return .failed
+        }
+    }
+
+    /// The manifest stored under `key` (checked against its digest, not yet decoded), or nil.
+    public func manifest(for key: SHA256Digest) async -> [UInt8]? {
+        guard case .ok(let reply) = await request("GET", "ac/" + key.hex) else { return nil }
+        counters.remoteBytesDownloaded.add(Int64(reply.body.count))
+        if reply.body.starts(with: Manifest.magic) { return reply.body }  // the first layout
+        guard let result = try? ActionResult(decoding: reply.body),
+            let file = result.outputFiles.first(where: { $0.path == Self.manifestPath }),
+            let digest = SHA256Digest(hex: file.hash), file.size >= 0, file.size <= 1 << 30
+        else {
+            markDown("ac/\(key.hex.prefix(16)) is not an entry of ours")
+            return nil
+        }
+        if let inline = file.contents, inline.count == file.size, SHA256.hash(inline) == digest { return inline }
+        return await blob(digest, size: Int(file.size))
+    }
+
+    /// The blob with this hash, checked against it; nil if missing, unreachable or wrong.
+    public func blob(_ digest: SHA256Digest, size: Int) async -> [UInt8]? {
+        guard case .ok(let reply) = await request("GET", "cas/" + digest.hex, headers: [("Accept-Encoding", "zstd")]) else { return nil }
+        counters.remoteBytesDownloaded.add(Int64(reply.body.count))
+        if let plain = plainBlob(reply.body, digest: digest, size: size) { return plain }
+        markDown("blob \(digest.hex.prefix(16)) came back wrong (\(reply.body.count) bytes)")
+        return nil
+    }
+
+    /// `body` as the blob's plain bytes: as it is if it checks out, else decoded from zstd.
+    private func plainBlob(_ body: [UInt8], digest: SHA256Digest, size: Int) -> [UInt8]? {
+        if body.count == size, SHA256.hash(body) == digest { return body }
+        guard body.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) else { return nil }  // a zstd frame's magic
+        var plain = [UInt8](repeating: 0, count: size)
+        let decoded = body.withUnsafeBytes { input in
+            plain.withUnsafeMutableBytes { (try? compressor.decompress(input, codec: .zstd, into: $0)) != nil }
+        }
+        return decoded && SHA256.hash(plain) == digest ? plain : nil
+    }
+
+    /// The blobs in `list` (each once), fetched `parallelism` at a time; nil if any is missing
+    /// or wrong (the output is then a miss, and what was fetched is not kept).
+    public func blobs(_ list: [(digest: SHA256Digest, size: Int)]) async -> [SHA256Digest: [UInt8]]? {
+        var unique: [(digest: SHA256Digest, size: Int)] = []
+        var seen = Set<SHA256Digest>()
+        for item in list where seen.insert(item.digest).inserted { unique.append(item) }
+        return await withTaskGroup(of: (SHA256Digest, [UInt8]?).self) { group in
+            var supplied: [SHA256Digest: [UInt8]] = [:]
+            var next = 0
+            func startNext() {
+                let item = unique[next]
+                next += 1
+                group.addTask { (item.digest, await self.blob(item.digest, size: item.size)) }
+            }
+            while next < min(unique.count, configuration.parallelism) { startNext() }
+            while let (digest, data) = await group.next() {
+                guard let data else {
+                    group.cancelAll()
+                    return nil
+                }
+                supplied[digest] = data
+                if next < unique.count { startNext() }
+            }
+            return supplied
+        }
+    }
+
+    /// Stores `bytes` under `cas/<digest>`, compressed if that saves.
+    private func putBlob(_ digest: SHA256Digest, _ bytes: [UInt8]) async -> Bool {
+        var frame: [UInt8] = []
+        let codec = bytes.withUnsafeBytes { compressor.compress($0, into: &frame) }
+        let outcome: Outcome
+        if codec == .zstd {
+            outcome = await request("PUT", "cas/" + digest.hex, headers: [("Content-Encoding", "zstd"), ("X-Digest-SizeBytes", String(bytes.count))], body: frame)
+        } else {
+            outcome = await request("PUT", "cas/" + digest.hex, body: bytes)
+        }
+        guard case .ok = outcome else { return false }
+        counters.remoteBytesUploaded.add(Int64(codec == .zstd ? frame.count : bytes.count))
+        return true
+    }
+
+    /// Uploads the chunks the remote lacks (asking with HEAD first, `parallelism` at a time),
+    /// then the manifest into `cas/`, then the entry into `ac/`. The chunks are read from `body`,
+    /// the output's plain file, by their sizes in order; nothing that does not check out is sent.
+    public func upload(key: SHA256Digest, manifest: [UInt8], chunks: [(digest: SHA256Digest, size: Int)], body: String) async {
+        guard !configuration.readOnly, isUp else { return }
+        if !chunks.isEmpty {
+            guard let descriptor = try? FileDescriptor.open(body, [.readOnly]) else { return }
+            defer { descriptor.close() }
+            var offsets: [(digest: SHA256Digest, size: Int, offset: Int64)] = []
+            var seen = Set<SHA256Digest>()
+            var offset: Int64 = 0
+            for chunk in chunks {
+                if seen.insert(chunk.digest).inserted { offsets.append((chunk.digest, chunk.size, offset)) }
+                offset += Int64(chunk.size)
+            }
+            let sent = await withTaskGroup(of: Bool.self) { group -> Bool in
+                var next = 0
+                func startNext() {
+                    let chunk = offsets[next]
+                    next += 1
+                    group.addTask {
+                        switch await self.request("HEAD", "cas/" + chunk.digest.hex) {
+                        case .ok: return true
+                        case .failed: return false
+                        case .notFound: break
+                        }
+                        var bytes = [UInt8](repeating: 0, count: chunk.size)
+                        // The file changed under us: upload nothing that does not check out.
+                        guard (try? bytes.withUnsafeMutableBytes({ try descriptor.readFully(into: $0, at: chunk.offset) })) == chunk.size,
+                            SHA256.hash(bytes) == chunk.digest
+                        else { return false }
+                        return await self.putBlob(chunk.digest, bytes)
+                    }
+                }
+                while next < min(offsets.count, configuration.parallelism) { startNext() }
+                while let ok = await group.next() {
+                    guard ok else {
+                        group.cancelAll()
+                        return false
+                    }
+                    if next < offsets.count { startNext() }
+                }
+                return true
+            }
+            guard sent else { return }
+        }
+        let manifestDigest = SHA256.hash(manifest)
+        guard await putBlob(manifestDigest, manifest) else { return }
+        let entry = ActionResult(outputFiles: [
+            .init(path: Self.manifestPath, hash: manifestDigest.hex, size: Int64(manifest.count), contents: manifest)
+        ]).encoded()
+        guard case .ok = await request("PUT", "ac/" + key.hex, body: entry) else { return }
+        counters.remoteBytesUploaded.add(Int64(entry.count))
+    }
+}
