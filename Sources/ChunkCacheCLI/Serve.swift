@@ -82,7 +82,11 @@ extension ChunkCacheCommand {
                     headers[header[..<colon].trimmed] = header[header.index(after: colon)...].trimmed
                 }
                 let readOnly = remoteReadonly || environment("CHUNKCACHE_REMOTE_READONLY") == "1"
-                let configuration = RemoteTier.Configuration(url: url, headers: headers, readOnly: readOnly)
+                var configuration = RemoteTier.Configuration(url: url, headers: headers, readOnly: readOnly)
+                // CHUNKCACHE_REMOTE_TIMEOUT: the longest wait for one request, in seconds (default 10).
+                if let text = environment("CHUNKCACHE_REMOTE_TIMEOUT"), let seconds = Double(text), seconds > 0, seconds <= 600 {
+                    configuration.timeout = seconds
+                }
                 do {
                     _ = try RemoteTier.check(configuration)
                     remoteConfiguration = configuration

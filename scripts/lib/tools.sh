@@ -44,6 +44,20 @@ ensure_go() {
     export GOPROXY=off
 }
 
+# Python tools for the remote tier's tests (an S3 server, botocore for the signer's known
+# answers), in a venv beside Go's; puts it first on PATH.
+ensure_python_tools() {
+    local tools="${CHUNKCACHE_TOOLS:-$HOME/.cache/chunkcache-tools}"
+    local venv="$tools/py-venv"
+    if ! "$venv/bin/python" -c 'import moto.server, botocore, boto3, zstandard' >/dev/null 2>&1; then
+        echo "installing moto[server], boto3 and zstandard from PyPI into $venv" >&2
+        mkdir -p "$tools"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q 'moto[server]>=5,<6' boto3 zstandard >&2 || return 1
+    fi
+    export PATH="$venv/bin:$PATH"
+}
+
 # Builds the release binaries and prints the directory that holds them.
 # Callers: bin=$(build_release) || exit 1  (a command substitution does not inherit set -e).
 build_release() {
