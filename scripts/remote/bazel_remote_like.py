@@ -26,9 +26,7 @@ import threading
 import zstandard
 
 PATH = re.compile(r"^/?(.*/)?(ac/|cas/)([a-f0-9]{64})$")
-port, root = int(sys.argv[1]), sys.argv[2]
-os.makedirs(os.path.join(root, "ac"), exist_ok=True)
-os.makedirs(os.path.join(root, "cas"), exist_ok=True)
+root = None
 counters = {"ac_puts": 0, "cas_puts": 0, "cas_puts_zstd": 0, "rejected": 0, "ac_incomplete": 0}
 lock = threading.Lock()
 
@@ -241,4 +239,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(200)
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+def inline_manifest(action_result):
+    """The first output file's inline contents (for tests that rewrite entries)."""
+    for number, kind, value in fields(action_result):
+        if number == 2:
+            for n, k, v in fields(value):
+                if n == 5:
+                    return v
+    raise Malformed()
+
+
+if __name__ == "__main__":
+    port, root = int(sys.argv[1]), sys.argv[2]
+    os.makedirs(os.path.join(root, "ac"), exist_ok=True)
+    os.makedirs(os.path.join(root, "cas"), exist_ok=True)
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
