@@ -255,11 +255,13 @@ public final class ChunkCacheHandler: CacheHandler {
     /// lacks, each checked against its hash, then the whole output against its output ID; the
     /// output is then stored locally too. Any failure is a miss.
     private func fetchFromRemote(_ key: SHA256Digest, context: CacheContext) async -> CacheEntry? {
-        guard let remote, let bytes = await remote.manifest(for: key),
-            let manifest = try? Manifest(decoding: bytes), manifest.key == key,
+        guard let remote, let entry = await remote.entry(for: key),
+            let manifest = try? Manifest(decoding: entry.manifest), manifest.key == key,
             let missing = try? store.missingChunks(of: manifest)
         else { return nil }
-        guard let supplied = await remote.blobs(missing.map { ($0.digest, Int($0.size)) }) else { return nil }
+        // Chunks the entry carried inline need no request of their own.
+        guard var supplied = await remote.blobs(missing.filter { entry.inline[$0.digest] == nil }.map { ($0.digest, Int($0.size)) }) else { return nil }
+        for chunk in missing { if let bytes = entry.inline[chunk.digest] { supplied[chunk.digest] = bytes } }
         let path: String
         do {
             path = try live.create(manifest.outputID, size: manifest.size) { path in

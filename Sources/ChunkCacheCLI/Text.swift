@@ -14,13 +14,6 @@ func environment(_ name: String) -> String? {
     return String(cString: value)
 }
 
-extension StringProtocol {
-    /// Without leading and trailing spaces and tabs.
-    var trimmed: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
-    }
-}
-
 /// A wall-clock time as "2026-11-27 10:51:20 UTC".
 func utcText(_ time: Timestamp) -> String {
     var seconds = time_t(time.seconds)

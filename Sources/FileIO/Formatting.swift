@@ -23,3 +23,10 @@ public enum Formatting {
         return unit == 0 ? "\(bytes) B" : "\(fixed(value, digits: 1)) \(units[unit])"
     }
 }
+
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs.
+    public var trimmed: String {
+        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
+    }
+}

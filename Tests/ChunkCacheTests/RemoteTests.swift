@@ -3,6 +3,7 @@ import ChunkStore
 import Digests
 import FileIO
 import Foundation
+import Logging
 import Testing
 
 /// The remote tier's pieces that need no server: the S3 signer against botocore's answers, how
@@ -136,6 +137,29 @@ struct RemoteTests {
         #expect(backend.failure(reply(404, "NoSuchBucket"), method: "GET", path: "ac/1")?.contains("does not exist") == true)
         #expect(backend.failure(reply(403, "SignatureDoesNotMatch"), method: "PUT", path: "cas/1")?.contains("credentials") == true)
         #expect(backend.failure(reply(503, "SlowDown"), method: "PUT", path: "cas/1")?.contains("SlowDown") == true)
+    }
+
+    // MARK: Blobs as they come back
+
+    @Test("a blob is taken as it is if it hashes right, else decoded from zstd and checked again; anything else is refused")
+    func blobsComeBackPlainOrCompressed() throws {
+        let tier = try RemoteTier(configuration: .init(url: "http://127.0.0.1:9/cache", environment: [:]), counters: CacheCounters(), logger: .init(label: "test"))
+        let plain = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 % 251 &* 7) }
+        let digest = SHA256.hash(plain)
+        var frame: [UInt8] = []
+        #expect(plain.withUnsafeBytes { Compressor(codec: .zstd, level: 3).compress($0, into: &frame) } == .zstd)
+        #expect(tier.plainBlob(plain, digest: digest, size: plain.count) == plain)
+        #expect(tier.plainBlob(frame, digest: digest, size: plain.count) == plain)
+        var damaged = frame
+        damaged[damaged.count / 2] ^= 0x40
+        #expect(tier.plainBlob(damaged, digest: digest, size: plain.count) == nil)
+        #expect(tier.plainBlob(Array(frame.prefix(frame.count / 2)), digest: digest, size: plain.count) == nil)
+        #expect(tier.plainBlob(frame, digest: digest, size: plain.count - 1) == nil, "a size that does not match is refused")
+        var other = plain
+        other[0] ^= 1
+        var otherFrame: [UInt8] = []
+        _ = other.withUnsafeBytes { Compressor(codec: .zstd, level: 3).compress($0, into: &otherFrame) }
+        #expect(tier.plainBlob(otherFrame, digest: digest, size: plain.count) == nil, "a frame of other bytes is refused")
     }
 
     // MARK: Action-cache entries

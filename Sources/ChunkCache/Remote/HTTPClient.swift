@@ -1,4 +1,5 @@
 import CCurl
+import ChunkStore
 import Dispatch
 import Synchronization
 
@@ -9,7 +10,7 @@ import Glibc
 /// HTTP requests for the remote tier, through libcurl, which is loaded on the first request:
 /// linking it (or FoundationNetworking, which links it) made every run of chunkcache load some
 /// thirty libraries before it could answer the go command, and most runs use no remote cache.
-/// Each request blocks a dispatch thread, never one of Swift's cooperative threads; handles are
+/// Each request blocks one of its own threads, never one of Swift's cooperative threads; handles are
 /// reused, so connections stay open between requests.
 final class HTTPClient: Sendable {
     /// A reply: the status code, the headers (names lower-cased) and the body.
@@ -47,12 +48,15 @@ final class HTTPClient: Sendable {
 
     /// Sends `method` (GET, HEAD or PUT with `body`) to `url` with `headers` ("Name: value").
     func perform(_ method: String, url: String, headers: [String], body: [UInt8]? = nil) async -> Result<Reply, Failure> {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(returning: self.performBlocking(method, url: url, headers: headers, body: body))
-            }
-        }
+        await withTaskExecutorPreference(Self.threads) { self.performBlocking(method, url: url, headers: headers, body: body) }
     }
+
+    /// Threads of its own for the blocking requests, as many as the tier keeps in flight (four
+    /// uploads and a get's downloads, sixteen requests each). Not dispatch's global queue: on
+    /// Linux it runs about one blocking job per core, so requests waited for each other and a
+    /// remote hit cost its round trips one after another (measured: served-from-remote time
+    /// grew with the round-trip time as if one request were in flight).
+    static let threads = StoreExecutor(maxThreads: 80)
 
     private func performBlocking(_ method: String, url: String, headers: [String], body: [UInt8]?) -> Result<Reply, Failure> {
         var message = [CChar](repeating: 0, count: 256)

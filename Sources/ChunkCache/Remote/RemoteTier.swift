@@ -15,7 +15,8 @@ import Glibc
 ///   takes them; a store of opaque bytes keeps the frame). Whatever comes back is checked: the
 ///   bytes as they are if they hash right, else decoded from zstd and checked again.
 /// - `ac/<action key>`: an `ActionResult` naming the manifest (`chunkcache.manifest`), its
-///   digest, and the manifest inline. Stock bazel-remote takes only that message there, and
+///   digest, and the manifest inline; for a small output (64 KiB at most), its chunks inline too
+///   (`chunkcache.output`). Stock bazel-remote takes only that message there, and
 ///   serves an entry only while the blobs it names are in `cas/`, so the manifest is stored
 ///   there too. Entries of the first layout (the manifest itself under `ac/`) are still read.
 ///
@@ -72,6 +73,11 @@ public final class RemoteTier: Sendable {
 
     /// Where an `ActionResult` names the manifest.
     static let manifestPath = "chunkcache.manifest"
+    /// Where it names each chunk of a small output, carried inline: a hit on one then costs one
+    /// round trip, not two (outputs too small to be chunked are in the manifest already).
+    static let outputPath = "chunkcache.output"
+    /// The largest output carried inline.
+    static let inlineLimit = 64 << 10
 
     public let configuration: Configuration
     let backend: any RemoteBackend
@@ -168,11 +174,18 @@ public final class RemoteTier: Sendable {
         }
     }
 
-    /// The manifest stored under `key` (checked against its digest, not yet decoded), or nil.
-    public func manifest(for key: SHA256Digest) async -> [UInt8]? {
+    /// An entry as read: the manifest's bytes (checked against their digest, not yet decoded),
+    /// and the blobs it carried inline, each checked against its digest.
+    public struct Entry: Sendable {
+        public var manifest: [UInt8]
+        public var inline: [SHA256Digest: [UInt8]]
+    }
+
+    /// The entry stored under `key`, or nil.
+    public func entry(for key: SHA256Digest) async -> Entry? {
         guard case .ok(let reply) = await request("GET", "ac/" + key.hex) else { return nil }
         counters.remoteBytesDownloaded.add(Int64(reply.body.count))
-        if reply.body.starts(with: Manifest.magic) { return reply.body }  // the first layout
+        if reply.body.starts(with: Manifest.magic) { return Entry(manifest: reply.body, inline: [:]) }  // the first layout
         guard let result = try? ActionResult(decoding: reply.body),
             let file = result.outputFiles.first(where: { $0.path == Self.manifestPath }),
             let digest = SHA256Digest(hex: file.hash), file.size >= 0, file.size <= 1 << 30
@@ -180,8 +193,17 @@ public final class RemoteTier: Sendable {
             markDown("ac/\(key.hex.prefix(16)) is not an entry of ours")
             return nil
         }
-        if let inline = file.contents, inline.count == file.size, SHA256.hash(inline) == digest { return inline }
-        return await blob(digest, size: Int(file.size))
+        var inline: [SHA256Digest: [UInt8]] = [:]
+        for output in result.outputFiles where output.path == Self.outputPath {
+            if let contents = output.contents, let digest = SHA256Digest(hex: output.hash), SHA256.hash(contents) == digest {
+                inline[digest] = contents
+            }
+        }
+        if let contents = file.contents, contents.count == file.size, SHA256.hash(contents) == digest {
+            return Entry(manifest: contents, inline: inline)
+        }
+        guard let manifest = await blob(digest, size: Int(file.size)) else { return nil }
+        return Entry(manifest: manifest, inline: inline)
     }
 
     /// The blob with this hash, checked against it; nil if missing, unreachable or wrong.
@@ -194,7 +216,7 @@ public final class RemoteTier: Sendable {
     }
 
     /// `body` as the blob's plain bytes: as it is if it checks out, else decoded from zstd.
-    private func plainBlob(_ body: [UInt8], digest: SHA256Digest, size: Int) -> [UInt8]? {
+    func plainBlob(_ body: [UInt8], digest: SHA256Digest, size: Int) -> [UInt8]? {
         if body.count == size, SHA256.hash(body) == digest { return body }
         guard body.starts(with: [0x28, 0xb5, 0x2f, 0xfd]) else { return nil }  // a zstd frame's magic
         var plain = [UInt8](repeating: 0, count: size)
@@ -210,24 +232,34 @@ public final class RemoteTier: Sendable {
         var unique: [(digest: SHA256Digest, size: Int)] = []
         var seen = Set<SHA256Digest>()
         for item in list where seen.insert(item.digest).inserted { unique.append(item) }
-        return await withTaskGroup(of: (SHA256Digest, [UInt8]?).self) { group in
-            var supplied: [SHA256Digest: [UInt8]] = [:]
+        let supplied = Mutex<[SHA256Digest: [UInt8]]>([:])
+        let complete = await allSucceed(unique) { item in
+            guard let data = await self.blob(item.digest, size: item.size) else { return false }
+            supplied.withLock { $0[item.digest] = data }
+            return true
+        }
+        return complete ? supplied.withLock { $0 } : nil
+    }
+
+    /// Runs `work` on every item, `configuration.parallelism` at a time; at the first that
+    /// fails, starts no more and returns false.
+    private func allSucceed<Item: Sendable>(_ items: [Item], _ work: @escaping @Sendable (Item) async -> Bool) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
             var next = 0
             func startNext() {
-                let item = unique[next]
+                let item = items[next]
                 next += 1
-                group.addTask { (item.digest, await self.blob(item.digest, size: item.size)) }
+                group.addTask { await work(item) }
             }
-            while next < min(unique.count, configuration.parallelism) { startNext() }
-            while let (digest, data) = await group.next() {
-                guard let data else {
+            while next < min(items.count, configuration.parallelism) { startNext() }
+            while let ok = await group.next() {
+                guard ok else {
                     group.cancelAll()
-                    return nil
+                    return false
                 }
-                supplied[digest] = data
-                if next < unique.count { startNext() }
+                if next < items.count { startNext() }
             }
-            return supplied
+            return true
         }
     }
 
@@ -261,42 +293,40 @@ public final class RemoteTier: Sendable {
                 if seen.insert(chunk.digest).inserted { offsets.append((chunk.digest, chunk.size, offset)) }
                 offset += Int64(chunk.size)
             }
-            let sent = await withTaskGroup(of: Bool.self) { group -> Bool in
-                var next = 0
-                func startNext() {
-                    let chunk = offsets[next]
-                    next += 1
-                    group.addTask {
-                        switch await self.request("HEAD", "cas/" + chunk.digest.hex) {
-                        case .ok: return true
-                        case .failed: return false
-                        case .notFound: break
-                        }
-                        var bytes = [UInt8](repeating: 0, count: chunk.size)
-                        // The file changed under us: upload nothing that does not check out.
-                        guard (try? bytes.withUnsafeMutableBytes({ try descriptor.readFully(into: $0, at: chunk.offset) })) == chunk.size,
-                            SHA256.hash(bytes) == chunk.digest
-                        else { return false }
-                        return await self.putBlob(chunk.digest, bytes)
-                    }
+            let sent = await allSucceed(offsets) { chunk in
+                switch await self.request("HEAD", "cas/" + chunk.digest.hex) {
+                case .ok: return true
+                case .failed: return false
+                case .notFound: break
                 }
-                while next < min(offsets.count, configuration.parallelism) { startNext() }
-                while let ok = await group.next() {
-                    guard ok else {
-                        group.cancelAll()
-                        return false
-                    }
-                    if next < offsets.count { startNext() }
-                }
-                return true
+                var bytes = [UInt8](repeating: 0, count: chunk.size)
+                // The file changed under us: upload nothing that does not check out.
+                guard (try? bytes.withUnsafeMutableBytes({ try descriptor.readFully(into: $0, at: chunk.offset) })) == chunk.size,
+                    SHA256.hash(bytes) == chunk.digest
+                else { return false }
+                return await self.putBlob(chunk.digest, bytes)
             }
             guard sent else { return }
         }
         let manifestDigest = SHA256.hash(manifest)
         guard await putBlob(manifestDigest, manifest) else { return }
-        let entry = ActionResult(outputFiles: [
+        var files: [ActionResult.OutputFile] = [
             .init(path: Self.manifestPath, hash: manifestDigest.hex, size: Int64(manifest.count), contents: manifest)
-        ]).encoded()
+        ]
+        // A small output's chunks go inline too (they are in cas/ as well, as bazel-remote
+        // requires of every blob an entry names).
+        let total = chunks.reduce(0) { $0 + $1.size }
+        if !chunks.isEmpty, total <= Self.inlineLimit, let bytes = try? FileSystem.readFile(body), bytes.count == total {
+            var offset = 0
+            var seen = Set<SHA256Digest>()
+            for chunk in chunks {
+                defer { offset += chunk.size }
+                let piece = Array(bytes[offset..<offset + chunk.size])
+                guard seen.insert(chunk.digest).inserted, SHA256.hash(piece) == chunk.digest else { continue }
+                files.append(.init(path: Self.outputPath, hash: chunk.digest.hex, size: Int64(chunk.size), contents: piece))
+            }
+        }
+        let entry = ActionResult(outputFiles: files).encoded()
         guard case .ok = await request("PUT", "ac/" + key.hex, body: entry) else { return }
         counters.remoteBytesUploaded.add(Int64(entry.count))
     }

@@ -117,16 +117,16 @@ struct SharedFile {
         var nested: String?
         for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r" }) {
             let indented = rawLine.first == " " || rawLine.first == "\t"
-            let line = rawLine.trimmingBlanks
+            let line = rawLine.trimmed
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") && line.hasSuffix("]") {
-                section = String(line.dropFirst().dropLast()).trimmingBlanks
+                section = String(line.dropFirst().dropLast()).trimmed
                 nested = nil
                 continue
             }
             guard let name = section, let equals = line.firstIndex(of: "=") else { continue }
-            let key = String(line[..<equals]).trimmingBlanks.lowercased()
-            let value = String(line[line.index(after: equals)...]).trimmingBlanks
+            let key = String(line[..<equals]).trimmed.lowercased()
+            let value = String(line[line.index(after: equals)...]).trimmed
             if indented, let parent = nested {
                 sections[name, default: [:]][parent + "." + key] = value
             } else {
@@ -139,11 +139,5 @@ struct SharedFile {
     /// The first of `names` that is present.
     func section(_ names: [String]) -> [String: String]? {
         names.lazy.compactMap { sections[$0] }.first
-    }
-}
-
-private extension StringProtocol {
-    var trimmingBlanks: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 }
