@@ -110,7 +110,13 @@ public final class ChunkCacheHandler: CacheHandler {
         version: String = "", logger: Logger = Logger(label: "chunkcache")
     ) throws {
         self.store = store
-        self.remote = try remote.map { [counters] in try RemoteTier(configuration: $0, counters: counters, logger: logger) }
+        do {
+            self.remote = try remote.map { [counters] in try RemoteTier(configuration: $0, counters: counters, logger: logger) }
+        } catch {
+            // A remote that cannot be used as configured never fails the build: say why, once, and work locally.
+            logger.warning("chunkcache: remote cache not used: \(error)")
+            self.remote = nil
+        }
         self.budget = budget
         self.version = version
         diskFull = DiskFullReport(store: store)

@@ -87,13 +87,7 @@ extension ChunkCacheCommand {
                 if let text = environment("CHUNKCACHE_REMOTE_TIMEOUT"), let seconds = Double(text), seconds > 0, seconds <= 600 {
                     configuration.timeout = seconds
                 }
-                do {
-                    _ = try RemoteTier.check(configuration)
-                    remoteConfiguration = configuration
-                } catch {
-                    // A remote that cannot be used never fails the build: say why, once, and work locally.
-                    logger.warning("chunkcache: remote cache not used: \(error)")
-                }
+                remoteConfiguration = configuration
             }
             let handler: ChunkCacheHandler
             do {

@@ -1,6 +1,5 @@
 import CCurl
 import ChunkStore
-import Dispatch
 import Synchronization
 
 #if canImport(Glibc)

@@ -96,12 +96,6 @@ public final class RemoteTier: Sendable {
     }
     private let health = Mutex(Health())
 
-    /// Checks `configuration`, finding its backend's settings (for S3: region, endpoint and
-    /// credentials), and says where the tier is; throws what makes it unusable.
-    public static func check(_ configuration: Configuration) throws(InvalidConfiguration) -> String {
-        try makeBackend(configuration).location
-    }
-
     init(configuration: Configuration, counters: CacheCounters, logger: Logger) throws(InvalidConfiguration) {
         self.configuration = configuration
         self.counters = counters

@@ -20,10 +20,11 @@ struct S3Backend: RemoteBackend {
         // but Host, which S3 requires to be; Content-Type is set so that libcurl sends no form type.
         var headers = extra
         if method == "PUT" { headers.append(("Content-Type", "application/octet-stream")) }
-        var lines = headers.map { "\($0.name): \($0.value)" } + ["Host: \(host)"]  // as signed, default port or not
+        headers.append(("Host", host))  // sent as signed, default port or not
+        var lines = headers.map { "\($0.name): \($0.value)" }
         if let signer {
             let payloadHash = SHA256.hash(body).hex
-            let signed = signer.sign(method: method, path: signedPath, headers: headers + [("Host", host)], payloadHash: payloadHash, time: Timestamp(nanosecondsSinceEpoch: WallClock.nanoseconds()))
+            let signed = signer.sign(method: method, path: signedPath, headers: headers, payloadHash: payloadHash, time: Timestamp(nanosecondsSinceEpoch: WallClock.nanoseconds()))
             lines += signed.map { "\($0.name): \($0.value)" }
         }
         return (url, lines)
