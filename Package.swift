@@ -30,6 +30,7 @@ let package = Package(
         .library(name: "ChunkStore", targets: ["ChunkStore"]),
         .executable(name: "chunkcache", targets: ["ChunkCacheCLI"]),
         .executable(name: "cacheprog-disk", targets: ["CacheProgDisk"]),
+        .executable(name: "cacheprog-load", targets: ["CacheProgLoad"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -78,6 +79,13 @@ let package = Package(
                 "CacheProg",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ]),
+        // Drives any GOCACHEPROG with many builds' outputs and times it (scripts/bench-scale).
+        .executableTarget(
+            name: "CacheProgLoad",
+            dependencies: [
+                "CacheProg", "CacheProgWire", "Digests", "FileIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),

@@ -184,21 +184,29 @@ public final class CacheProgClient: Sendable {
         return Stored(outputID: outputID, size: Int64(body.count), diskPath: diskPath)
     }
 
-    /// Stores the contents of the file at `path`, streamed: hashed in one pass, sent in another.
-    public func put(_ actionID: ActionID, file path: String) async throws -> Stored {
+    /// Stores the contents of the file at `path`, streamed: hashed in one pass (unless the
+    /// caller knows its `outputID`, as the go command does), sent in another.
+    public func put(_ actionID: ActionID, file path: String, outputID known: OutputID? = nil) async throws -> Stored {
         let descriptor = try FileDescriptor.open(path, .readOnly)
         defer { descriptor.close() }
-        var hasher = SHA256()
-        var size: Int64 = 0
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = try buffer.withUnsafeMutableBytes { try descriptor.read(into: $0, at: size) }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-            size += Int64(n)
+        let outputID: OutputID
+        let total: Int64
+        if let known {
+            outputID = known
+            total = try descriptor.status().size
+        } else {
+            var hasher = SHA256()
+            var size: Int64 = 0
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let n = try buffer.withUnsafeMutableBytes { try descriptor.read(into: $0, at: size) }
+                if n == 0 { break }
+                buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+                size += Int64(n)
+            }
+            outputID = OutputID(hasher.finalize())
+            total = size
         }
-        let outputID = OutputID(hasher.finalize())
-        let total = size
         let diskPath = try await put(actionID, outputID: outputID, size: total) { emit in
             var offset: Int64 = 0
             var piece = [UInt8](repeating: 0, count: 1 << 16)
