@@ -34,6 +34,25 @@ struct ChunkStoreTests {
         #expect(try store.manifest(for: key(1))?.time == Timestamp(nanosecondsSinceEpoch: 5))
     }
 
+    @Test("a put of many batches records its chunks as it goes: it round-trips, repeats within it are stored once, and nothing is left unnamed")
+    func largePutRecordsAsItGoes() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        // 3 MiB of random bytes twice: the second copy's chunks are those of earlier batches.
+        let half = pseudoRandomBytes(3 << 20, seed: 21)
+        let body = half + half
+        let source = temp.path + "/body"
+        try FileSystem.writeFileAtomically(source, body)
+        try store.store(key: key(1), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 5), body: .file(path: source))
+        #expect(try temp.read(store, 1) == body)
+        let stats = store.statistics()
+        #expect(stats.uniqueBytes < Int64(half.count) + (256 << 10), "the repeated half is stored once")
+        #expect(stats.chunkReferences > stats.uniqueChunks)
+        // Every chunk the catalog has is named by the manifest: gc finds nothing to remove.
+        #expect(try store.collectGarbage().chunksRemoved == 0)
+        #expect(try store.verify(repair: false, full: true).isHealthy)
+    }
+
     @Test("both codecs round-trip, and compress build-like data", arguments: [Codec.zstd, .zlib])
     func codecs(codec: Codec) throws {
         let temp = try TemporaryStore()

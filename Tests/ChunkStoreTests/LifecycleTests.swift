@@ -84,6 +84,74 @@ struct LifecycleTests {
         #expect(store.diskUsage < before / 2)
     }
 
+    @Test("stats, verify, gc and export walk a catalog of many pages and see every output and chunk")
+    func maintenanceSeesEveryPage() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        // 2,600 outputs of 6–10 KB (chunked, not inline): over two pages of manifests and of chunks.
+        let count = 2_600
+        let bodies = try fill(store, count: count, size: 6_000)
+        var chunksOf: [Int] = []
+        for n in 0..<count {
+            guard case .chunks(let chunks) = try #require(try store.manifest(for: key(n))).content else {
+                Issue.record("output \(n) is inline")
+                return
+            }
+            chunksOf.append(chunks.count)
+        }
+        let stats = store.statistics()
+        #expect(stats.outputs == count)
+        #expect(stats.uniqueChunks == chunksOf.reduce(0, +))
+        #expect(stats.logicalBytes == Int64(count * 6_000))
+        let verified = try store.verify(repair: false)
+        #expect(verified.checked == count)
+        #expect(verified.isHealthy)
+
+        // Half the outputs go: gc removes exactly their chunks (each output's are its own).
+        let gone = stride(from: 0, to: count, by: 2)
+        try store.catalog.deleteManifests(gone.map(key))
+        let garbage = try store.collectGarbage()
+        #expect(garbage.chunksRemoved == gone.map { chunksOf[$0] }.reduce(0, +))
+        #expect(store.statistics().outputs == count / 2)
+        for n in [1, 1_023, 1_025, 2_047, 2_599] { #expect(try temp.read(store, n) == bodies[n]) }
+
+        let archive = temp.path + "/all.ccar"
+        let exported = try store.exportArchive(to: archive)
+        #expect(exported.manifests == count / 2)
+        let copy = try ChunkStore(directory: temp.path + "/copy")
+        let imported = try copy.importArchives([archive])
+        #expect(imported.manifests == count / 2)
+        #expect(copy.statistics().uniqueChunks == store.statistics().uniqueChunks)
+    }
+
+    @Test("gc merges the small packs many runs leave into one; every output still reads back")
+    func gcMergesSmallPacks() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        var bodies: [Int: [UInt8]] = [:]
+        // Six runs, each storing its outputs and recompressing them into a pack of its own.
+        for run in 0..<6 {
+            for n in (run * 5)..<(run * 5 + 5) {
+                bodies[n] = compressibleBytes(60_000, seed: UInt64(n))
+                try store.store(key: key(n), outputID: SHA256.hash(bodies[n]!), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(bodies[n]!))
+            }
+            try store.recompressPendingChunks(level: 3)
+            store.packs.finishAppending()
+        }
+        let before = store.packs.packIDs().count
+        #expect(before >= 6)
+        let report = try store.collectGarbage()
+        #expect(report.packsMerged >= 6)
+        #expect(report.chunksRemoved == 0)
+        #expect(store.packs.packIDs().count == 1)
+        for (n, body) in bodies { #expect(try temp.read(store, n) == body) }
+        #expect(try store.verify(repair: false).isHealthy)
+
+        // Fewer small packs than that are left as they are.
+        let again = try store.collectGarbage()
+        #expect(again.packsMerged == 0)
+    }
+
     @Test("gc compacts a mostly dead pack; what was kept still reads back")
     func gcCompacts() throws {
         let temp = try TemporaryStore()
@@ -122,23 +190,48 @@ struct LifecycleTests {
         }
     }
 
-    @Test("verify finds an injected corruption, and repair turns it into a miss")
-    func verifyAndRepair() throws {
+    @Test("verify finds an injected corruption, and repair turns it into a miss", arguments: [false, true])
+    func verifyAndRepair(full: Bool) throws {
         let temp = try TemporaryStore()
         let store = try temp.open()
         _ = try fill(store, count: 5, size: 50_000)
-        #expect(try store.verify(repair: false).isHealthy)
+        #expect(try store.verify(repair: false, full: full).isHealthy)
         let pack = try #require(try temp.files(in: "packs", suffix: ".pack").first)
         var bytes = try FileSystem.readFile(pack)
         bytes[bytes.count - 10] ^= 0x55
         try FileSystem.writeFileAtomically(pack, bytes)
         let reopened = try temp.open()
-        let found = try reopened.verify(repair: false)
+        let found = try reopened.verify(repair: false, full: full)
         #expect(found.damaged.count == 1)
-        let repaired = try reopened.verify(repair: true)
+        let repaired = try reopened.verify(repair: true, full: full)
         #expect(repaired.repaired == 1)
-        #expect(try reopened.verify(repair: false).isHealthy)
+        #expect(try reopened.verify(repair: false, full: full).isHealthy)
         #expect(try reopened.manifest(for: key(4)) == nil)
         #expect(try temp.read(reopened, 0).count == 50_000)
+    }
+
+    @Test("verify reads a chunk two outputs share once, and a damage to it is reported for both")
+    func verifySharedChunk() throws {
+        let temp = try TemporaryStore()
+        let store = try temp.open()
+        let first = pseudoRandomBytes(100_000, seed: 7)
+        let second = first + pseudoRandomBytes(50_000, seed: 8)  // the same leading chunks
+        for (n, body) in [first, second].enumerated() {
+            try store.store(key: key(n), outputID: SHA256.hash(body), time: Timestamp(nanosecondsSinceEpoch: 1), body: .bytes(body))
+        }
+        let healthy = try store.verify(repair: false)
+        #expect(healthy.isHealthy)
+        #expect(healthy.checked == 2)
+        #expect(healthy.chunksChecked == store.statistics().uniqueChunks)
+        #expect(healthy.chunksChecked < store.statistics().chunkReferences)
+        // The first record's payload: the first chunk of both outputs.
+        let pack = try #require(try temp.files(in: "packs", suffix: ".pack").first)
+        var bytes = try FileSystem.readFile(pack)
+        bytes[PackStore.recordHeaderSize + 100] ^= 0x55
+        try FileSystem.writeFileAtomically(pack, bytes)
+        let found = try temp.open().verify(repair: true)
+        #expect(found.damaged.count == 2)
+        #expect(found.repaired == 2)
+        #expect(try temp.open().verify(repair: false).isHealthy)
     }
 }

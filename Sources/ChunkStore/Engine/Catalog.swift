@@ -11,7 +11,7 @@ import Glibc
 ///
 /// A database rather than a file per manifest: most outputs are tiny, and a file each would cost
 /// a 4 KiB disk block per action, more than the outputs themselves. SQLite gives atomic commits
-/// (a put's new chunks and its manifest appear together or not at all), safe concurrent use by
+/// (a manifest appears with the chunks it names, never before them), safe concurrent use by
 /// several processes, and lookups without loading an index into memory.
 final class Catalog: Sendable {
     /// The connection that writes (and does maintenance's reads).
@@ -186,15 +186,49 @@ final class Catalog: Sendable {
             storedSize: UInt32(truncatingIfNeeded: row.integer(column + 2)), rawSize: UInt32(truncatingIfNeeded: row.integer(column + 3)), codec: codec)
     }
 
-    /// Every chunk's location.
-    func allChunks() throws -> [SHA256Digest: ChunkLocation] {
+    /// Calls `body` with every chunk's location, a page at a time in hash order: the table is
+    /// never held whole (a store a hundred builds deep has hundreds of thousands of chunks), and
+    /// the connection is free while `body` runs, so `body` may use the catalog.
+    func forEachChunk(_ body: (SHA256Digest, ChunkLocation) throws -> Void) throws {
+        try paged("SELECT digest, pack, offset, stored, raw, codec FROM chunks WHERE digest > ? ORDER BY digest LIMIT ?") { row -> (SHA256Digest, ChunkLocation)? in
+            guard let digest = SHA256Digest(bytes: row.blob(0)), let location = Self.location(row, from: 1) else { return nil }
+            return (digest, location)
+        } each: { try body($0.0, $0.1) }
+    }
+
+    /// How many chunks the catalog has, and their stored bytes.
+    func chunkTotals() throws -> (count: Int, storedBytes: Int64) {
         try database.withLock { database in
-            var all: [SHA256Digest: ChunkLocation] = [:]
-            try database.query("SELECT digest, pack, offset, stored, raw, codec FROM chunks") { row in
-                guard let digest = SHA256Digest(bytes: row.blob(0)), let location = Self.location(row, from: 1) else { return }
-                all[digest] = location
+            var totals = (count: 0, storedBytes: Int64(0))
+            try database.query("SELECT count(*), coalesce(sum(stored), 0) FROM chunks") { totals = (Int($0.integer(0)), $0.integer(1)) }
+            return totals
+        }
+    }
+
+    /// Runs `sql` (a query whose first column is the table's key, with parameters for the last
+    /// key seen and the page size) a page at a time, on the maintenance connection; `decode`
+    /// turns a row into an item (nil to skip it), and `each` is called with every item of a page
+    /// once the page is read and the connection released.
+    private func paged<Item: Sendable>(
+        _ sql: String, pageSize: Int = 1024, decode: @Sendable (SQLiteDatabase.Row) -> Item?, each: (Item) throws -> Void
+    ) throws {
+        var after: [UInt8] = []  // every key sorts after the empty blob
+        while true {
+            let from = after
+            let (page, rows, last) = try database.withLock { database -> ([Item], Int, [UInt8]) in
+                var page: [Item] = []
+                var rows = 0
+                var last = from
+                try database.query(sql, [.blob(from), .integer(Int64(pageSize))]) { row in
+                    rows += 1
+                    last = row.blob(0)
+                    if let item = decode(row) { page.append(item) }
+                }
+                return (page, rows, last)
             }
-            return all
+            for item in page { try each(item) }
+            if rows < pageSize { return }
+            after = last
         }
     }
 
@@ -214,16 +248,26 @@ final class Catalog: Sendable {
     func commit(key: SHA256Digest, manifest: [UInt8], time: Int64, newChunks: [(SHA256Digest, ChunkLocation)]) throws {
         try database.withLock { database in
             try database.transaction {
-                for (digest, location) in newChunks {
-                    try database.query(
-                        "INSERT OR IGNORE INTO chunks (digest, pack, offset, stored, raw, codec) VALUES (?, ?, ?, ?, ?, ?)",
-                        [.blob(digest.bytes), .integer(Int64(bitPattern: location.pack)), .integer(location.offset),
-                         .integer(Int64(location.storedSize)), .integer(Int64(location.rawSize)), .integer(Int64(location.codec.rawValue))])
-                }
+                try Self.insert(newChunks, into: database)
                 try database.query(
                     "INSERT OR REPLACE INTO manifests (key, manifest, last_used) VALUES (?, ?, ?)",
                     [.blob(key.bytes), .blob(manifest), .integer(time)])
             }
+        }
+    }
+
+    /// Records chunks already written to packs that no manifest names yet (a large put's, as it goes).
+    func record(_ chunks: [(SHA256Digest, ChunkLocation)]) throws {
+        guard !chunks.isEmpty else { return }
+        try database.withLock { database in try database.transaction { try Self.insert(chunks, into: database) } }
+    }
+
+    private static func insert(_ chunks: [(SHA256Digest, ChunkLocation)], into database: SQLiteDatabase) throws {
+        for (digest, location) in chunks {
+            try database.query(
+                "INSERT OR IGNORE INTO chunks (digest, pack, offset, stored, raw, codec) VALUES (?, ?, ?, ?, ?, ?)",
+                [.blob(digest.bytes), .integer(Int64(bitPattern: location.pack)), .integer(location.offset),
+                 .integer(Int64(location.storedSize)), .integer(Int64(location.rawSize)), .integer(Int64(location.codec.rawValue))])
         }
     }
 
@@ -248,12 +292,20 @@ final class Catalog: Sendable {
         }
     }
 
-    /// Every action key with its encoded manifest.
-    func allManifests() throws -> [(key: [UInt8], manifest: [UInt8])] {
+    /// Calls `body` with every action's key, encoded manifest and last use, a page at a time in
+    /// key order (see `forEachChunk`).
+    func forEachManifest(_ body: (_ key: [UInt8], _ manifest: [UInt8], _ lastUsed: Int64) throws -> Void) throws {
+        try paged("SELECT key, manifest, last_used FROM manifests WHERE key > ? ORDER BY key LIMIT ?") { row -> ([UInt8], [UInt8], Int64)? in
+            (row.blob(0), row.blob(1), row.integer(2))
+        } each: { try body($0.0, $0.1, $0.2) }
+    }
+
+    /// How many actions have a manifest.
+    func manifestCount() throws -> Int {
         try database.withLock { database in
-            var all: [(key: [UInt8], manifest: [UInt8])] = []
-            try database.query("SELECT key, manifest FROM manifests") { all.append(($0.blob(0), $0.blob(1))) }
-            return all
+            var count: Int64 = 0
+            try database.query("SELECT count(*) FROM manifests") { count = $0.integer(0) }
+            return Int(count)
         }
     }
 

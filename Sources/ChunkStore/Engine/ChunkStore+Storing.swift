@@ -64,8 +64,8 @@ extension ChunkStore {
             let total = chunks.reduce(Int64(0)) { $0 + Int64($1.size) }
             guard total == size else { throw StoreError(.changedWhileStoring, "output changed while being stored") }
         }
-        try newChunks.flush(to: packs)
-        try catalog.commit(key: key, manifest: manifest.encoded(), time: time.nanosecondsSinceEpoch, newChunks: newChunks.written)
+        try newChunks.flush(to: packs, recordingIn: nil)
+        try catalog.commit(key: key, manifest: manifest.encoded(), time: time.nanosecondsSinceEpoch, newChunks: newChunks.unrecorded)
         counters.puts.add()
         counters.bytesPut.add(size)
         return manifest
@@ -89,6 +89,7 @@ extension ChunkStore {
         let capacity = Int(min(size + 1, Int64(max(1 << 20, chunker.maxSize * 2))))
         var buffer = [UInt8](repeating: 0, count: max(capacity, chunker.maxSize + 1))
         var chunks: [Manifest.Chunk] = []
+        chunks.reserveCapacity(Int(size / Int64(chunker.averageSize)) + 16)
         var start = 0
         var end = 0
         var atEnd = false
@@ -133,29 +134,31 @@ extension ChunkStore {
         let known = try catalog.locations(of: digests)
         for (chunk, digest) in zip(chunks, digests) where known[digest] == nil && !newChunks.contains(digest) {
             newChunks.batch.add(digest, rawSize: chunk.count, maxPayload: compressor.bound(chunk.count)) { compressor.compress(chunk, into: $0) }
-            if newChunks.batch.count >= NewChunks.flushSize { try newChunks.flush(to: packs) }
+            if newChunks.batch.count >= NewChunks.flushSize { try newChunks.flush(to: packs, recordingIn: catalog) }
         }
         return zip(chunks, digests).map { Manifest.Chunk(digest: $1, size: UInt32($0.count)) }
     }
 }
 
-/// The chunks one put adds: records gathered into a batch, written to the pack about every
-/// MiB (so a put makes few writes), and where the written ones went.
+/// The chunks one put adds: records gathered into a batch and written to the pack about every
+/// MiB (so a put makes few writes). A put of up to a batch records its chunks with its manifest,
+/// in one commit; a larger one records each full batch's chunks as it goes, so that a put of
+/// gigabytes holds one batch, not the location of every chunk it stored. (Until its manifest is
+/// committed those chunks are named by none: a crash leaves them to gc, as it leaves the bytes of
+/// an unfinished put; gc cannot run meanwhile, as the put holds the store's shared lock.)
 private struct NewChunks {
     static let flushSize = 1 << 20
     let batch = PackStore.RecordBatch()
-    private(set) var written: [(SHA256Digest, ChunkLocation)] = []
-    private var writtenDigests = Set<SHA256Digest>()
+    /// Chunks written and not yet in the catalog: they go in with the manifest.
+    private(set) var unrecorded: [(SHA256Digest, ChunkLocation)] = []
 
-    func contains(_ digest: SHA256Digest) -> Bool {
-        batch.contains(digest) || writtenDigests.contains(digest)
-    }
+    /// Whether this put has the chunk already; those of earlier batches are in the catalog.
+    func contains(_ digest: SHA256Digest) -> Bool { batch.contains(digest) }
 
-    mutating func flush(to packs: PackStore) throws {
-        for (digest, location) in try packs.write(batch) {
-            written.append((digest, location))
-            writtenDigests.insert(digest)
-        }
+    /// Writes the batch to the pack; its chunks go to `catalog` now, or (nil) with the manifest.
+    mutating func flush(to packs: PackStore, recordingIn catalog: Catalog?) throws {
+        let written = try packs.write(batch)
         batch.removeAll()
+        if let catalog { try catalog.record(written) } else { unrecorded += written }
     }
 }

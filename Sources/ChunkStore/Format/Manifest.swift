@@ -41,7 +41,14 @@ public struct Manifest: Hashable, Sendable {
     static let maxSize: Int64 = 1 << 40
 
     public func encoded() -> [UInt8] {
-        var writer = BinaryWriter()
+        // Sized exactly: a manifest of a huge output (a quarter of a million chunks for 4 GiB)
+        // must not be copied while it grows.
+        let body: Int
+        switch content {
+        case .inline(_, let payload): body = 8 + payload.count
+        case .chunks(let chunks): body = 4 + 40 * chunks.count
+        }
+        var writer = BinaryWriter(capacity: 88 + body + 4)
         writer.append(Self.magic)
         switch content {
         case .inline: writer.append(UInt8(0))

@@ -28,7 +28,8 @@ extension ChunkStore {
 
     private func exportArchiveLocked(to path: String, usedWithin: Duration?, base: String?, progress: ProgressHandler) throws -> ExportReport {
         var baseChunks = Set<SHA256Digest>()
-        var baseManifests = Set<[UInt8]>()
+        // Manifests by their hash: a base archive may hold a hundred thousand of them.
+        var baseManifests = Set<SHA256Digest>()
         var baseDictionaries = Set<[UInt8]>()
         if let base {
             var reader = try ArchiveReader(path: base)
@@ -38,14 +39,13 @@ extension ChunkStore {
                 if kind == ArchiveFormat.chunkKind, payload.count >= 32 {
                     baseChunks.insert(payload.withUnsafeBytes { SHA256Digest(unsafeBytes: $0) })
                 } else if kind == ArchiveFormat.manifestKind, payload.count > 8 {
-                    baseManifests.insert(Array(payload[8...]))
+                    baseManifests.insert(SHA256.hash(payload[8...]))
                 } else if kind == ArchiveFormat.dictionaryKind {
                     baseDictionaries.insert(payload)
                 }
             }
         }
         let cutoff = usedWithin.map { (Timestamp.now - $0).nanosecondsSinceEpoch } ?? .min
-        let lastUse = Dictionary(try catalog.actionsByLastUse().map { ($0.key, $0.lastUsed) }, uniquingKeysWith: max)
         let writer = try ArchiveWriter(path: path)
         var report = ExportReport()
         var written = Set<SHA256Digest>()
@@ -55,15 +55,13 @@ extension ChunkStore {
             for dictionary in try catalog.dictionaries() where !baseDictionaries.contains(dictionary) {
                 try writer.record(ArchiveFormat.dictionaryKind, dictionary)
             }
-            let all = try catalog.allManifests()
-            var done = Progress(totalItems: Int64(all.count))
-            for (keyBytes, bytes) in all {
+            var done = Progress(totalItems: Int64(try catalog.manifestCount()))
+            try catalog.forEachManifest { _, bytes, used in
                 done.items += 1
                 done.bytes = writer.size
                 progress(done)
-                guard let key = SHA256Digest(bytes: keyBytes), let used = lastUse[key], used >= cutoff,
-                    let manifest = try? Manifest(decoding: bytes), !baseManifests.contains(bytes)
-                else { continue }
+                guard used >= cutoff, let manifest = try? Manifest(decoding: bytes), baseManifests.isEmpty || !baseManifests.contains(SHA256.hash(bytes))
+                else { return }
                 // Chunks first, so an archive read in order never names a chunk before it holds it.
                 if case .chunks(let chunks) = manifest.content {
                     for chunk in chunks where !baseChunks.contains(chunk.digest) && written.insert(chunk.digest).inserted {
@@ -103,7 +101,6 @@ extension ChunkStore {
     private func importArchivesLocked(_ paths: [String], progress: ProgressHandler) throws -> ImportReport {
         var done = Progress(totalItems: Int64(2 * paths.count), totalBytes: 2 * paths.reduce(0) { $0 + ((try? FileSystem.status(of: $1).size) ?? 0) })
         // Pass 1: integrity, chunk contents against their hashes, manifests parse.
-        var available = Set<SHA256Digest>()
         /// The next record of `reader`, counted in `done`.
         func next(_ reader: inout ArchiveReader, after base: Int64) throws -> (kind: UInt8, payload: [UInt8])? {
             let record = try reader.next()
@@ -125,7 +122,7 @@ extension ChunkStore {
         try eachRecord { path, kind, payload in
             switch kind {
             case ArchiveFormat.chunkKind:
-                available.insert(try checkedChunk(payload, in: path).digest)
+                _ = try checkedChunk(payload, in: path)
             case ArchiveFormat.manifestKind:
                 guard payload.count > 8, (try? Manifest(decoding: Array(payload[8...]))) != nil else {
                     throw StoreError(.badArchive, "\(path): a manifest does not parse")
@@ -139,6 +136,8 @@ extension ChunkStore {
         // Pass 2: store chunks, then commit each complete manifest with the chunks it brought.
         var report = ImportReport()
         try lock.withShared {
+            // Chunks stored whose manifest is not committed yet: once one is, the catalog knows
+            // them, so this holds a few outputs' chunks, not the archive's.
             var added: [SHA256Digest: ChunkLocation] = [:]
             try eachRecord { path, kind, payload in
                 if kind == ArchiveFormat.dictionaryKind {
@@ -174,6 +173,7 @@ extension ChunkStore {
                     return
                 }
                 try catalog.commit(key: manifest.key, manifest: bytes, time: used, newChunks: fresh)
+                for (digest, _) in fresh { added[digest] = nil }
                 report.manifests += 1
             }
         }

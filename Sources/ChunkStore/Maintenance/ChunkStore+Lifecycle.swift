@@ -7,6 +7,8 @@ extension ChunkStore {
         public var chunksRemoved = 0
         public var packsRemoved = 0
         public var packsCompacted = 0
+        /// Small packs, all live, rewritten together into one (counted apart from compaction).
+        public var packsMerged = 0
         public var bytesFreed: Int64 = 0
     }
 
@@ -21,7 +23,9 @@ extension ChunkStore {
 
     /// What `verify` found.
     public struct VerifyReport: Sendable {
+        /// Outputs checked, and (unless the check was `full`) distinct chunks read back.
         public var checked = 0
+        public var chunksChecked = 0
         /// Damaged actions (hex key) and why.
         public var damaged: [(key: String, reason: String)] = []
         public var repaired = 0
@@ -52,21 +56,37 @@ extension ChunkStore {
         packs.finishAppending()
         let report = try lock.withExclusive { () throws -> GarbageReport in
             var report = GarbageReport()
-            var referenced = Set<SHA256Digest>()
-            for (_, bytes) in try catalog.allManifests() {
-                guard let manifest = try? Manifest(decoding: bytes), case .chunks(let chunks) = manifest.content else { continue }
-                for chunk in chunks { referenced.insert(chunk.digest) }
+            // The live bytes of each pack, from the set of chunks manifests name and one pass
+            // over the locations: neither the manifests nor the locations are held whole. Chunks
+            // are known by their first 8 bytes: a clash (about 1 in 10^8 for a million chunks)
+            // keeps an unused chunk, never removes a used one.
+            var referenced = Set<UInt64>()
+            try catalog.forEachManifest { _, bytes, _ in
+                guard let manifest = try? Manifest(decoding: bytes), case .chunks(let chunks) = manifest.content else { return }
+                for chunk in chunks { referenced.insert(chunk.digest.leadingWord) }
             }
-            var byPack: [UInt64: [(SHA256Digest, ChunkLocation)]] = [:]
+            var liveBytes: [UInt64: Int64] = [:]
             var orphans: [SHA256Digest] = []
-            for (digest, location) in try catalog.allChunks() {
-                if referenced.contains(digest) { byPack[location.pack, default: []].append((digest, location)) } else { orphans.append(digest) }
+            try catalog.forEachChunk { digest, location in
+                if referenced.contains(digest.leadingWord) {
+                    liveBytes[location.pack, default: 0] += Int64(PackStore.recordHeaderSize) + Int64(location.storedSize)
+                } else {
+                    orphans.append(digest)
+                }
             }
+            referenced = []
             try catalog.deleteChunks(orphans)
             report.chunksRemoved = orphans.count
             var record: [UInt8] = []
             let all = packs.packIDs()
-            var done = Progress(totalItems: Int64(all.count), totalBytes: all.reduce(0) { $0 + ((try? FileSystem.status(of: packs.path(of: $1)).size) ?? 0) })
+            let sizes = Dictionary(uniqueKeysWithValues: all.map { ($0, (try? FileSystem.status(of: packs.path(of: $0)).size) ?? 0) })
+            // Every run that recompresses writes a pack of its own, mostly small: once several
+            // small packs have gathered, they are rewritten into one, so that the number of packs
+            // (files a reader opens) stays low however many runs the store has seen. Packs pending
+            // recompression are left to it; they become small recompressed ones later.
+            let small = all.filter { sizes[$0]! < Self.smallPackSize && liveBytes[$0] != nil && !packs.isPending($0) }
+            let merging = small.count >= Self.smallPacksToMerge ? Set(small) : []
+            var done = Progress(totalItems: Int64(all.count), totalBytes: sizes.values.reduce(0, +))
             progress(done)
             for pack in all {
                 guard let held = packs.lockForCompaction(pack) else { continue }
@@ -77,13 +97,14 @@ extension ChunkStore {
                     done.bytes += size
                     progress(done)
                 }
-                let rows = byPack[pack] ?? []
-                let live = rows.reduce(Int64(0)) { $0 + Int64(PackStore.recordHeaderSize) + Int64($1.1.storedSize) }
-                if rows.isEmpty {
+                let live = liveBytes[pack] ?? 0
+                if live == 0 {
                     try packs.remove(pack)
                     report.packsRemoved += 1
                     report.bytesFreed += size
-                } else if Double(live) < Double(size) * compactBelow {
+                } else if Double(live) < Double(size) * compactBelow || merging.contains(pack) {
+                    // The orphans are gone and puts are held off: every chunk still in the pack is live.
+                    let rows = try catalog.chunks(in: pack)
                     // Chunks of a pack pending recompression stay pending where they move to.
                     let pending = packs.isPending(pack)
                     var moves: [(SHA256Digest, ChunkLocation)] = []
@@ -101,7 +122,7 @@ extension ChunkStore {
                     try catalog.relocate(moves)
                     try catalog.deleteChunks(lost)
                     try packs.remove(pack)
-                    report.packsCompacted += 1
+                    if Double(live) < Double(size) * compactBelow { report.packsCompacted += 1 } else { report.packsMerged += 1 }
                     report.bytesFreed += size - live
                 }
             }
@@ -112,6 +133,11 @@ extension ChunkStore {
         removeStaleTemporaryFiles()
         return report ?? GarbageReport()
     }
+
+    /// Packs under this size count as small for merging (an eighth of the size at which a pack
+    /// stops growing), and this many of them are merged.
+    static let smallPackSize: Int64 = 32 << 20
+    static let smallPacksToMerge = 4
 
     /// Deletes files in tmp/ left by processes that died while receiving a body.
     private func removeStaleTemporaryFiles(olderThan age: Int64 = 3_600_000_000_000) {
@@ -155,6 +181,7 @@ extension ChunkStore {
                 report.garbage.chunksRemoved += garbage.chunksRemoved
                 report.garbage.packsRemoved += garbage.packsRemoved
                 report.garbage.packsCompacted += garbage.packsCompacted
+                report.garbage.packsMerged += garbage.packsMerged
                 report.garbage.bytesFreed += garbage.bytesFreed
                 usage = diskUsage
             }
@@ -175,31 +202,48 @@ extension ChunkStore {
     /// outputs live in the catalog, whose file shrinks only when vacuumed: counted as freeing
     /// nothing, so the store may end a little under its target, never over it for this reason.
     func evictionCount(freeing bytes: Int64, order: [SHA256Digest]) throws -> Int {
-        var chunksOf: [SHA256Digest: [SHA256Digest]] = [:]
-        var references: [SHA256Digest: Int32] = [:]
-        for (keyBytes, encoded) in try catalog.allManifests() {
-            guard let key = SHA256Digest(bytes: keyBytes), let manifest = try? Manifest(decoding: encoded),
-                case .chunks(let chunks) = manifest.content
-            else { continue }
-            let digests = chunks.map(\.digest)
-            chunksOf[key] = digests
-            for digest in digests { references[digest, default: 0] += 1 }
+        // Per distinct chunk: how many manifests name it, and which pack holds how many of its
+        // bytes. The manifests are read again one at a time in `order`, not held.
+        struct Usage {
+            var references: Int32 = 0
+            var pack: Int32 = -1
+            var bytes: Int64 = 0
         }
-        let locations = try catalog.allChunks()
-        var live: [UInt64: Int64] = [:]
-        for (digest, location) in locations where references[digest] != nil {
-            live[location.pack, default: 0] += Int64(PackStore.recordHeaderSize) + Int64(location.storedSize)
+        var usage: [SHA256Digest: Usage] = [:]
+        try catalog.forEachManifest { _, encoded, _ in
+            guard let manifest = try? Manifest(decoding: encoded), case .chunks(let chunks) = manifest.content else { return }
+            for chunk in chunks { usage[chunk.digest, default: Usage()].references += 1 }
         }
-        var size: [UInt64: Int64] = [:]
-        for pack in live.keys { size[pack] = (try? FileSystem.status(of: packs.path(of: pack)))?.size ?? 0 }
+        var packIDs: [UInt64: Int32] = [:]
+        var live: [Int64] = []
+        try catalog.forEachChunk { digest, location in
+            guard usage[digest] != nil else { return }
+            let index = packIDs[location.pack] ?? {
+                packIDs[location.pack] = Int32(live.count)
+                live.append(0)
+                return Int32(live.count - 1)
+            }()
+            let recordBytes = Int64(PackStore.recordHeaderSize) + Int64(location.storedSize)
+            usage[digest]!.pack = index
+            usage[digest]!.bytes = recordBytes
+            live[Int(index)] += recordBytes
+        }
+        var size = [Int64](repeating: 0, count: live.count)
+        for (pack, index) in packIDs { size[Int(index)] = (try? FileSystem.status(of: packs.path(of: pack)))?.size ?? 0 }
         var freed: Int64 = 0
         for (index, key) in order.enumerated() {
-            for digest in chunksOf[key] ?? [] {
-                references[digest]! -= 1
-                guard references[digest] == 0, let location = locations[digest], let total = size[location.pack], total > 0 else { continue }
-                let before = live[location.pack]!
-                let after = before - Int64(PackStore.recordHeaderSize) - Int64(location.storedSize)
-                live[location.pack] = after
+            guard let encoded = try catalog.manifest(for: key), let manifest = try? Manifest(decoding: encoded),
+                case .chunks(let chunks) = manifest.content
+            else { continue }
+            for chunk in chunks {
+                guard var entry = usage[chunk.digest] else { continue }
+                entry.references -= 1
+                usage[chunk.digest] = entry
+                guard entry.references == 0, entry.pack >= 0, size[Int(entry.pack)] > 0 else { continue }
+                let total = size[Int(entry.pack)]
+                let before = live[Int(entry.pack)]
+                let after = before - entry.bytes
+                live[Int(entry.pack)] = after
                 let threshold = Double(total) * Self.trimCompaction
                 // What gc frees of this pack: nothing while it stays mostly live; all its dead
                 // bytes once it falls under the threshold; the rest of it as it shrinks further.
@@ -210,17 +254,47 @@ extension ChunkStore {
         return order.count
     }
 
-    /// Re-reads every output and checks it against its output ID. With `repair`, damaged
-    /// entries are set aside (they become misses). `progress` counts outputs and their bytes.
-    public func verify(repair: Bool, progress: ProgressHandler = { _ in }) throws -> VerifyReport {
+    /// Checks every output. By default every distinct chunk is read back once and checked
+    /// against its SHA-256, and every manifest against the chunks it names (each present, of
+    /// the size it says, adding up to the output's size; inline outputs against their output
+    /// ID): the work grows with the bytes stored, not with the outputs' sum, which in a store of
+    /// many branches is a hundred times more. With `full`, every output is re-read as a get
+    /// reads it and checked whole against its output ID. With `repair`, damaged entries are set
+    /// aside (they become misses). `progress` counts chunks and their stored bytes (outputs and
+    /// their bytes when `full`).
+    public func verify(repair: Bool, full: Bool = false, progress: ProgressHandler = { _ in }) throws -> VerifyReport {
+        try StoreError.translating { full ? try verifyOutputs(repair: repair, progress: progress) : try verifyChunks(repair: repair, progress: progress) }
+    }
+
+    private func verifyChunks(repair: Bool, progress: ProgressHandler) throws -> VerifyReport {
         var report = VerifyReport()
-        let all = try StoreError.translating { try catalog.allManifests() }
-        let sizes = all.map { (try? Manifest(decoding: $0.manifest))?.size ?? 0 }
-        var done = Progress(totalItems: Int64(all.count), totalBytes: sizes.reduce(0, +))
-        for (index, (keyBytes, bytes)) in all.enumerated() {
+        // Pass 1: every chunk once. Kept: the plain size of each good one, and where each bad one is.
+        var good: [SHA256Digest: UInt32] = [:]
+        var bad: [SHA256Digest: (location: ChunkLocation, reason: String)] = [:]
+        let totals = try catalog.chunkTotals()
+        var done = Progress(totalItems: Int64(totals.count), totalBytes: totals.storedBytes)
+        var record: [UInt8] = []
+        var plain: [UInt8] = []
+        try catalog.forEachChunk { digest, location in
             progress(done)
             done.items += 1
-            done.bytes += sizes[index]
+            done.bytes += Int64(location.storedSize)
+            report.chunksChecked += 1
+            if plain.count < Int(location.rawSize) { plain = [UInt8](repeating: 0, count: Int(location.rawSize)) }
+            do {
+                try plain.withUnsafeMutableBytes { output in
+                    try packs.withPayload(digest, at: location, buffer: &record) { payload in
+                        try decodePayload(payload, codec: location.codec, of: digest, into: UnsafeMutableRawBufferPointer(rebasing: output[..<Int(location.rawSize)]), trustingChecksum: false)
+                    }
+                }
+                good[digest] = location.rawSize
+            } catch {
+                bad[digest] = (location, "\(error)")
+            }
+        }
+        progress(done)
+        // Pass 2: every manifest against those chunks.
+        try catalog.forEachManifest { keyBytes, bytes, _ in
             report.checked += 1
             let keyHex = Hex.encode(keyBytes)
             do {
@@ -230,6 +304,57 @@ extension ChunkStore {
                 } catch {
                     throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): \(error)")
                 }
+                guard manifest.key.bytes == keyBytes else { throw StoreError(.damagedEntry, "manifest is for another action") }
+                switch manifest.content {
+                case .inline:
+                    _ = try inlineOutput(of: manifest)
+                case .chunks(let chunks):
+                    var total: Int64 = 0
+                    for chunk in chunks {
+                        let name = "chunk \(chunk.digest.hex.prefix(16)) of \(keyHex.prefix(16))"
+                        if let damage = bad[chunk.digest] {
+                            throw StoreError(.damagedEntry, "\(name): \(damage.reason)", damagedChunk: (chunk.digest, damage.location))
+                        }
+                        guard let size = good[chunk.digest] else { throw StoreError(.damagedEntry, "\(name): not in the catalog") }
+                        guard size == chunk.size else { throw StoreError(.damagedEntry, "\(name): catalog size differs from manifest") }
+                        total += Int64(size)
+                    }
+                    guard total == manifest.size else { throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): its chunks do not add up to its size") }
+                }
+            } catch {
+                report.damaged.append((keyHex, "\(error)"))
+                if repair, let key = SHA256Digest(bytes: keyBytes) {
+                    setAside(key, because: StoreError(.damagedEntry, "verify: \(error)", damagedChunk: (error as? StoreError)?.damagedChunk))
+                    report.repaired += 1
+                }
+            }
+        }
+        // A damaged chunk no output names is forgotten too, so a put that has it stores it again.
+        if repair { for (digest, damage) in bad { try? catalog.forget(digest, at: damage.location) } }
+        return report
+    }
+
+    private func verifyOutputs(repair: Bool, progress: ProgressHandler) throws -> VerifyReport {
+        var report = VerifyReport()
+        // Two passes over the catalog, a page at a time: the total for the progress, then the check.
+        var done = Progress()
+        try catalog.forEachManifest { _, bytes, _ in
+            done.totalItems += 1
+            done.totalBytes += (try? Manifest(decoding: bytes))?.size ?? 0
+        }
+        try catalog.forEachManifest { keyBytes, bytes, _ in
+            progress(done)
+            done.items += 1
+            report.checked += 1
+            let keyHex = Hex.encode(keyBytes)
+            do {
+                let manifest: Manifest
+                do {
+                    manifest = try Manifest(decoding: bytes)
+                } catch {
+                    throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): \(error)")
+                }
+                done.bytes += manifest.size
                 guard manifest.key.bytes == keyBytes else { throw StoreError(.damagedEntry, "manifest is for another action") }
                 // Read back as a get reads it, and checked whole.
                 try write(manifest, to: DiscardingDestination(), checkOutputID: true)

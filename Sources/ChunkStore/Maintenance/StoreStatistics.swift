@@ -43,13 +43,13 @@ public struct StoreStatistics: Sendable, Equatable {
 }
 
 extension ChunkStore {
-    /// Walks every manifest and pack index. Damaged manifests are skipped.
+    /// Walks every manifest, then every chunk's location. Damaged manifests are skipped. Holds
+    /// the set of distinct chunks, not the manifests or the locations.
     public func statistics() -> StoreStatistics {
         var stats = StoreStatistics()
         var seen = Set<SHA256Digest>()
-        let locations = (try? catalog.allChunks()) ?? [:]
-        for (_, bytes) in (try? catalog.allManifests()) ?? [] {
-            guard let manifest = try? Manifest(decoding: bytes) else { continue }
+        try? catalog.forEachManifest { _, bytes, _ in
+            guard let manifest = try? Manifest(decoding: bytes) else { return }
             stats.outputs += 1
             stats.logicalBytes += manifest.size
             switch manifest.content {
@@ -63,11 +63,13 @@ extension ChunkStore {
                 for chunk in chunks where seen.insert(chunk.digest).inserted {
                     stats.uniqueChunks += 1
                     stats.uniqueBytes += Int64(chunk.size)
-                    guard let location = locations[chunk.digest] else { continue }
-                    stats.storedBytes += Int64(location.storedSize)
-                    stats.storedBytesByCodec[location.codec.description, default: 0] += Int64(location.storedSize)
                 }
             }
+        }
+        try? catalog.forEachChunk { digest, location in
+            guard seen.contains(digest) else { return }
+            stats.storedBytes += Int64(location.storedSize)
+            stats.storedBytesByCodec[location.codec.description, default: 0] += Int64(location.storedSize)
         }
         for name in (try? FileSystem.contentsOfDirectory(packs.directory)) ?? [] where name.hasSuffix(".pack") {
             stats.packFiles += 1
