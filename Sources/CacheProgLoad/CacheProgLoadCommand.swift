@@ -188,6 +188,9 @@ extension CacheProgLoadCommand {
                 "get_mb_s": Double(bytes) / 1e6 / busy.seconds, "gets_per_s": Double(latencies.count) / busy.seconds,
                 "startup_ms": (outcomes.map(\.startup).max() ?? .zero).milliseconds,
                 "wall_s": wall.seconds, "peak_rss_bytes": childrenPeakResidentBytes(),
+                // The programs' CPU over their whole runs (start-up and exit included): how many
+                // of the machine's cores the gets could have had.
+                "program_cpu_s": childrenCPUSeconds(),
                 "first_problem": outcomes.first { !$0.firstProblem.isEmpty }?.firstProblem ?? "",
             ])
             if problems > 0 { throw ExitCode(1) }

@@ -69,6 +69,14 @@ func childrenPeakResidentBytes() -> Int64 {
     return Int64(usage.ru_maxrss) * 1024
 }
 
+/// CPU time (user and system) of the children this process has waited for, in seconds.
+func childrenCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
+    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
 /// Latency percentiles, in milliseconds.
 func percentile(_ sorted: [Duration], _ fraction: Double) -> Double {
     guard !sorted.isEmpty else { return 0 }

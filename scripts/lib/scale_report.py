@@ -36,7 +36,7 @@ def shape(size, key):
 
 def get(size, clients, key):
     r = [x for x in rows if x.get("size") == size and x.get("command") == "get" and x.get("clients") == clients and "startup" not in x]
-    return r[-1][key] if r else None
+    return r[-1].get(key) if r else None
 
 
 def startup(size):
@@ -71,9 +71,23 @@ for clients in (1, 4, 16):
     row(f"get MB/s, {clients} program{'s' if clients > 1 else ''} at once", [get(s, clients, "get_mb_s") for s in sizes])
 row("16 programs' get MB/s / 1 program's", [(get(s, 16, "get_mb_s") or 0) / max(1e-9, get(s, 1, "get_mb_s") or 1) for s in sizes], 2, ratio=False)
 row("get errors + wrong files (all runs)", [sum(x.get("errors", 0) + x.get("wrong", 0) for x in rows if x.get("size") == s and x.get("command") == "get") for s in sizes], ratio=False)
+def alternated(size, key):
+    r = [x[key] for x in rows if x.get("size") == size and x.get("alternated")]
+    return statistics.median(r) if r else None
+
+
+rounds = len({x["alternated"] for x in rows if x.get("alternated")})
+if rounds:
+    row(f"get p50, ms (median of {rounds} alternated rounds)", [alternated(s, "p50_ms") for s in sizes], 2)
+    row(f"get p99, ms (median of {rounds} alternated rounds)", [alternated(s, "p99_ms") for s in sizes], 2)
+    row(f"get MB/s, 1 program (median of {rounds} alternated rounds)", [alternated(s, "get_mb_s") for s in sizes])
+    row(f"start-up to handshake, ms (median of {rounds} alternated rounds)", [alternated(s, "startup_ms") for s in sizes])
+for clients in (1, 16):
+    cpu = [get(s, clients, "program_cpu_s") for s in sizes]
+    row(f"{clients} program{'s' if clients > 1 else ''}: CPU s / wall s, start to exit", [c / get(s, clients, "wall_s") if c else None for s, c in zip(sizes, cpu)], 2, ratio=False)
 row("put one more build, MB/s", [put(s, "put_mb_s") for s in sizes])
 row("  its background work after close, s", [put(s, "exit_s") for s in sizes])
-for what in ("stats", "stats --json", "verify", "gc", "export", "import", "trim to half"):
+for what in ("stats", "stats --json", "verify", "gc", "gc again", "export", "import", "trim to half"):
     row(f"`{what}`, s", [maintenance(s, what, "seconds") for s in sizes], 2)
     row(f"`{what}`, peak RSS MB", [(maintenance(s, what, "peak_rss_bytes") or 0) / 1e6 for s in sizes])
 print("\n".join(table))
