@@ -246,12 +246,29 @@ final class Catalog: Sendable {
 
     /// Records a put: its new chunks (already written to packs) and its manifest, atomically.
     func commit(key: SHA256Digest, manifest: [UInt8], time: Int64, newChunks: [(SHA256Digest, ChunkLocation)]) throws {
+        try commit([Commit(key: key, manifest: manifest, time: time, newChunks: newChunks)])
+    }
+
+    /// One action's manifest with the new chunks it names.
+    struct Commit {
+        var key: SHA256Digest
+        var manifest: [UInt8]
+        var time: Int64
+        var newChunks: [(SHA256Digest, ChunkLocation)]
+    }
+
+    /// Records several actions in one transaction (an import's, a few hundred at a time: a
+    /// transaction per output made importing a large archive take a minute).
+    func commit(_ commits: [Commit]) throws {
+        guard !commits.isEmpty else { return }
         try database.withLock { database in
             try database.transaction {
-                try Self.insert(newChunks, into: database)
-                try database.query(
-                    "INSERT OR REPLACE INTO manifests (key, manifest, last_used) VALUES (?, ?, ?)",
-                    [.blob(key.bytes), .blob(manifest), .integer(time)])
+                for commit in commits {
+                    try Self.insert(commit.newChunks, into: database)
+                    try database.query(
+                        "INSERT OR REPLACE INTO manifests (key, manifest, last_used) VALUES (?, ?, ?)",
+                        [.blob(commit.key.bytes), .blob(commit.manifest), .integer(commit.time)])
+                }
             }
         }
     }

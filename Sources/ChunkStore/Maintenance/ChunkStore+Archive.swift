@@ -137,8 +137,15 @@ extension ChunkStore {
         var report = ImportReport()
         try lock.withShared {
             // Chunks stored whose manifest is not committed yet: once one is, the catalog knows
-            // them, so this holds a few outputs' chunks, not the archive's.
+            // them, so this holds a few hundred outputs' chunks, not the archive's.
             var added: [SHA256Digest: ChunkLocation] = [:]
+            // Manifests ready to commit, a few hundred to a transaction.
+            var pending: [Catalog.Commit] = []
+            func commitPending() throws {
+                try catalog.commit(pending)
+                for commit in pending { for (digest, _) in commit.newChunks { added[digest] = nil } }
+                pending.removeAll(keepingCapacity: true)
+            }
             try eachRecord { path, kind, payload in
                 if kind == ArchiveFormat.dictionaryKind {
                     let dictionary = try checkedDictionary(payload, in: path)
@@ -172,10 +179,11 @@ extension ChunkStore {
                     report.incomplete += 1
                     return
                 }
-                try catalog.commit(key: manifest.key, manifest: bytes, time: used, newChunks: fresh)
-                for (digest, _) in fresh { added[digest] = nil }
+                pending.append(Catalog.Commit(key: manifest.key, manifest: bytes, time: used, newChunks: fresh))
                 report.manifests += 1
+                if pending.count >= 256 { try commitPending() }
             }
+            try commitPending()
         }
         return report
     }
