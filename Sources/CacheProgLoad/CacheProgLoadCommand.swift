@@ -247,16 +247,8 @@ extension CacheProgLoadCommand {
 func fileDigest(_ path: String) throws -> (SHA256Digest, Int64) {
     let descriptor = try FileDescriptor.open(path, .readOnly)
     defer { descriptor.close() }
-    var hasher = SHA256()
-    var size: Int64 = 0
-    var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-        let n = try buffer.withUnsafeMutableBytes { try descriptor.read(into: $0, at: size) }
-        if n == 0 { break }
-        buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-        size += Int64(n)
-    }
-    return (hasher.finalize(), size)
+    let (outputID, size) = try OutputID.ofContents(of: descriptor)
+    return (outputID.digest, size)
 }
 
 enum System {

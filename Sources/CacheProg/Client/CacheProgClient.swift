@@ -195,17 +195,7 @@ public final class CacheProgClient: Sendable {
             outputID = known
             total = try descriptor.status().size
         } else {
-            var hasher = SHA256()
-            var size: Int64 = 0
-            var buffer = [UInt8](repeating: 0, count: 1 << 16)
-            while true {
-                let n = try buffer.withUnsafeMutableBytes { try descriptor.read(into: $0, at: size) }
-                if n == 0 { break }
-                buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
-                size += Int64(n)
-            }
-            outputID = OutputID(hasher.finalize())
-            total = size
+            (outputID, total) = try OutputID.ofContents(of: descriptor)
         }
         let diskPath = try await put(actionID, outputID: outputID, size: total) { emit in
             var offset: Int64 = 0
@@ -404,5 +394,21 @@ public final class CacheProgClient: Sendable {
             violation = Failure(code: .programExited, message: "reading from cache program: \(error)")
         }
         failAll(violation ?? Failure(code: .programExited, message: "cache program exited with requests pending"))
+    }
+}
+
+extension OutputID {
+    /// The output ID (SHA-256) and size of what `descriptor` holds, read from its start.
+    public static func ofContents(of descriptor: FileDescriptor) throws -> (OutputID, size: Int64) {
+        var hasher = SHA256()
+        var size: Int64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try descriptor.read(into: $0, at: size) }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            size += Int64(n)
+        }
+        return (OutputID(hasher.finalize()), size)
     }
 }

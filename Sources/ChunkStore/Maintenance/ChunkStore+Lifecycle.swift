@@ -295,16 +295,7 @@ extension ChunkStore {
         progress(done)
         // Pass 2: every manifest against those chunks.
         try catalog.forEachManifest { keyBytes, bytes, _ in
-            report.checked += 1
-            let keyHex = Hex.encode(keyBytes)
-            do {
-                let manifest: Manifest
-                do {
-                    manifest = try Manifest(decoding: bytes)
-                } catch {
-                    throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): \(error)")
-                }
-                guard manifest.key.bytes == keyBytes else { throw StoreError(.damagedEntry, "manifest is for another action") }
+            verifyEntry(keyBytes, bytes, repair: repair, report: &report) { manifest, keyHex in
                 switch manifest.content {
                 case .inline:
                     _ = try inlineOutput(of: manifest)
@@ -320,12 +311,6 @@ extension ChunkStore {
                         total += Int64(size)
                     }
                     guard total == manifest.size else { throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): its chunks do not add up to its size") }
-                }
-            } catch {
-                report.damaged.append((keyHex, "\(error)"))
-                if repair, let key = SHA256Digest(bytes: keyBytes) {
-                    setAside(key, because: StoreError(.damagedEntry, "verify: \(error)", damagedChunk: (error as? StoreError)?.damagedChunk))
-                    report.repaired += 1
                 }
             }
         }
@@ -345,29 +330,41 @@ extension ChunkStore {
         try catalog.forEachManifest { keyBytes, bytes, _ in
             progress(done)
             done.items += 1
-            report.checked += 1
-            let keyHex = Hex.encode(keyBytes)
-            do {
-                let manifest: Manifest
-                do {
-                    manifest = try Manifest(decoding: bytes)
-                } catch {
-                    throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): \(error)")
-                }
+            verifyEntry(keyBytes, bytes, repair: repair, report: &report) { manifest, _ in
                 done.bytes += manifest.size
-                guard manifest.key.bytes == keyBytes else { throw StoreError(.damagedEntry, "manifest is for another action") }
                 // Read back as a get reads it, and checked whole.
                 try write(manifest, to: DiscardingDestination(), checkOutputID: true)
-            } catch {
-                // Anything that stops an output being read back (an unreadable pack, too) is damage.
-                report.damaged.append((keyHex, "\(error)"))
-                if repair, let key = SHA256Digest(bytes: keyBytes) {
-                    setAside(key, because: StoreError(.damagedEntry, "verify: \(error)", damagedChunk: (error as? StoreError)?.damagedChunk))
-                    report.repaired += 1
-                }
             }
         }
         progress(done)
         return report
+    }
+
+    /// One catalog entry, as both kinds of verify check it: a manifest that does not decode or is
+    /// for another action is damaged, as is one `check` throws for. Damage is added to `report`
+    /// and, with `repair`, set aside.
+    private func verifyEntry(
+        _ keyBytes: [UInt8], _ bytes: [UInt8], repair: Bool, report: inout VerifyReport,
+        _ check: (_ manifest: Manifest, _ keyHex: String) throws -> Void
+    ) {
+        report.checked += 1
+        let keyHex = Hex.encode(keyBytes)
+        do {
+            let manifest: Manifest
+            do {
+                manifest = try Manifest(decoding: bytes)
+            } catch {
+                throw StoreError(.damagedEntry, "manifest \(keyHex.prefix(16)): \(error)")
+            }
+            guard manifest.key.bytes == keyBytes else { throw StoreError(.damagedEntry, "manifest is for another action") }
+            try check(manifest, keyHex)
+        } catch {
+            // Anything that stops an output being read back (an unreadable pack, too) is damage.
+            report.damaged.append((keyHex, "\(error)"))
+            if repair, let key = SHA256Digest(bytes: keyBytes) {
+                setAside(key, because: StoreError(.damagedEntry, "verify: \(error)", damagedChunk: (error as? StoreError)?.damagedChunk))
+                report.repaired += 1
+            }
+        }
     }
 }
