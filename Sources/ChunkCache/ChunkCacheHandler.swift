@@ -72,7 +72,7 @@ public final class ChunkCacheHandler: CacheHandler {
     public let live: LiveFiles
     /// The live files made in this run, or being made.
     public let outputs = LiveOutputs()
-    /// The order of this run's gets, recorded when it ends for the next run to prefetch by.
+    /// The order of this run's gets and puts, recorded when it ends for the next run to prefetch by.
     private let order = RequestOrder.Recorder()
     private let orders: RecordedOrders
     private let context: UInt64
@@ -223,6 +223,9 @@ public final class ChunkCacheHandler: CacheHandler {
     public func put(_ request: PutRequest, context: CacheContext) async throws -> String {
         let key = request.actionID.digest
         let outputID = request.outputID.digest
+        // In the order too: the go command puts some outputs it never asked for (most are empty),
+        // and asks for them in the next build.
+        order.add(key)
         prefetcher?.forget(key)
         let path: String
         let body: ChunkStore.Body

@@ -37,9 +37,11 @@ struct PrefetchTests {
         #expect(drain(&plan) == Array(0...7))  // 8 past the furthest request (none yet: -1)
         plan.observe(1)  // the run asks for position 0
         #expect(drain(&plan) == [8])
-        plan.observe(20)  // and jumps ahead: what is behind it is left to the gets
-        #expect(drain(&plan) == Array(20...27))
+        plan.observe(20)  // and jumps ahead: what it jumped over is still made, but not what it asked for
+        #expect(drain(&plan) == Array(9...18) + Array(20...27))
         #expect(plan.cursor == 19)
+        plan.observe(11)  // behind the furthest request: the lead stays where it was
+        #expect(drain(&plan).isEmpty)
     }
 
     @Test("the byte lead holds: made-ahead bytes past the run's furthest request stay under it")

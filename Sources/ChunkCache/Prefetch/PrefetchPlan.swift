@@ -39,8 +39,10 @@ public struct PrefetchPlan: Sendable {
     private var index: [UInt64: (order: Int, position: Int)]?
     /// The furthest position in the followed order the run has asked for.
     public private(set) var cursor = -1
-    /// The next position to hand out.
+    /// The next position to hand out (never one already asked for).
     private var next = 0
+    /// Positions the run has asked for, in the order followed.
+    private var asked: Set<Int> = []
     /// Bytes prefetched at positions past `cursor`, by position.
     private var ahead: [Int: Int64] = [:]
     public private(set) var aheadBytes: Int64 = 0
@@ -106,7 +108,10 @@ public struct PrefetchPlan: Sendable {
     /// The next key to prefetch, if the lead allows one.
     public mutating func nextItem() -> Item? {
         guard hasItem, let order = following else { return nil }
-        defer { next += 1 }
+        defer {
+            next += 1
+            skipAsked()
+        }
         return Item(order: order, position: next, key: orders[order].keys[next])
     }
 
@@ -126,15 +131,26 @@ public struct PrefetchPlan: Sendable {
         ahead = [:]
         aheadBytes = 0
         recent = []
+        asked = []
     }
 
+    /// Notes a get at `position`. Positions the run jumped over are still handed out (the go
+    /// command's order is the last run's with its workers' timing shuffled in, so they are asked
+    /// for soon); the lead is counted past the furthest.
     private mutating func advance(to position: Int) {
+        asked.insert(position)
+        skipAsked()
         guard position > cursor else { return }
         cursor = position
-        next = max(next, position + 1)
         for (done, size) in ahead where done <= position {
             ahead[done] = nil
             aheadBytes -= size
         }
+    }
+
+    /// Moves `next` past positions already asked for.
+    private mutating func skipAsked() {
+        guard let order = following else { return }
+        while next < orders[order].keys.count, asked.contains(next) { next += 1 }
     }
 }
