@@ -83,6 +83,10 @@ public final class ChunkCacheHandler: CacheHandler {
     public let counters = CacheCounters()
     /// The shared second tier, if configured.
     public let remote: RemoteTier?
+    private let remoteOutputs: RemoteOutputs?
+    /// Fetches from the remote what the last run in this context asked for, wherever it ran;
+    /// nil without a remote or with prefetch off.
+    private let remotePrefetcher: RemotePrefetcher<RemoteOutputs.Fetched>?
     private let uploads = UploadQueue(limit: 4)
     public let budget: Budget
     /// Decompressed outputs kept between runs, if the budget allows any.
@@ -146,9 +150,25 @@ public final class ChunkCacheHandler: CacheHandler {
         } else {
             prefetcher = nil
         }
+        remoteOutputs = self.remote.map { [store, live, outputs, counters] in
+            RemoteOutputs(remote: $0, store: store, live: live, outputs: outputs, counters: counters, logger: logger)
+        }
+        if let prefetch, let remoteOutputs {
+            let remote = remoteOutputs.remote
+            remotePrefetcher = RemotePrefetcher(
+                context: context, lead: prefetch, parallelism: remote.configuration.parallelism, executor: store.executor,
+                order: { await remote.order(context: context) },
+                isLocal: { [store] key in (try? store.manifest(for: key)) != nil }, size: { $0.manifest.size },
+                fetch: { await remoteOutputs.fetch($0) })
+        } else {
+            remotePrefetcher = nil
+        }
     }
 
-    deinit { prefetcher?.stop() }
+    deinit {
+        prefetcher?.stop()
+        remotePrefetcher?.stop()
+    }
 
     /// How far prefetch may run ahead of the go command: far enough that the go command, which asks
     /// for outputs faster than one core makes them, finds most made (a `go build std` asks for
@@ -177,9 +197,20 @@ public final class ChunkCacheHandler: CacheHandler {
         let key = actionID.digest
         order.add(key)
         let lookedUp = prefetcher?.observe(key)
+        remotePrefetcher?.observe(key)
+        // Fetched from the remote ahead of this get (or being fetched): handed over.
+        let fetchedAhead = await remotePrefetcher?.takeFetched(key)
+        if case .some(.some(let fetched)) = fetchedAhead {
+            counters.prefetchUsed.add()
+            return servedFromRemote(fetched)
+        }
         do {
             guard let manifest = try lookedUp ?? store.manifest(for: key) else {
-                if let entry = await fetchFromRemote(key, context: context) { return entry }
+                // Not asked of the remote again if prefetch just did.
+                if fetchedAhead == nil, let remoteOutputs {
+                    let fetched = if let remotePrefetcher { await remotePrefetcher.fetch(key) } else { await remoteOutputs.fetch(key) }
+                    if let fetched { return servedFromRemote(fetched) }
+                }
                 counters.misses.add()
                 return nil
             }
@@ -211,6 +242,11 @@ public final class ChunkCacheHandler: CacheHandler {
         counters.bytesServed.add(manifest.size)
         used.withLock { _ = $0.insert(manifest.key) }
         return CacheEntry(outputID: OutputID(manifest.outputID), size: manifest.size, time: manifest.time, diskPath: path)
+    }
+
+    private func servedFromRemote(_ fetched: RemoteOutputs.Fetched) -> CacheEntry {
+        counters.remoteHits.add()
+        return served(fetched.manifest, at: fetched.path)
     }
 
     /// The one place damage is dealt with: the entry is set aside in the store (its manifest
@@ -260,36 +296,6 @@ public final class ChunkCacheHandler: CacheHandler {
         return path
     }
 
-    /// Looks a local miss up in the remote tier: the manifest, then only the chunks this store
-    /// lacks, each checked against its hash, then the whole output against its output ID; the
-    /// output is then stored locally too. Any failure is a miss.
-    private func fetchFromRemote(_ key: SHA256Digest, context: CacheContext) async -> CacheEntry? {
-        guard let remote, let entry = await remote.entry(for: key),
-            let manifest = try? Manifest(decoding: entry.manifest), manifest.key == key,
-            let missing = try? store.missingChunks(of: manifest)
-        else { return nil }
-        // Chunks the entry carried inline need no request of their own.
-        guard var supplied = await remote.blobs(missing.filter { entry.inline[$0.digest] == nil }.map { ($0.digest, Int($0.size)) }) else { return nil }
-        for chunk in missing { if let bytes = entry.inline[chunk.digest] { supplied[chunk.digest] = bytes } }
-        let path: String
-        do {
-            path = try live.create(manifest.outputID, size: manifest.size) { path in
-                try FileSystem.createAtomically(path, permissions: 0o644) { try store.write(manifest, to: $0, supplied: supplied, checkOutputID: true) }
-            }
-        } catch {
-            context.logger.warning("remote entry \(key.hex.prefix(16)) does not check out, ignored: \(error)")
-            // A local chunk found damaged on the way is forgotten; the entry from elsewhere has no
-            // manifest here to set aside.
-            if let damage = error as? StoreError { store.forgetDamagedChunk(damage) }
-            counters.remoteErrors.add()
-            return nil
-        }
-        outputs.add(manifest.outputID, path: path)
-        if !store.isReadOnly { _ = try? store.store(key: key, outputID: manifest.outputID, time: manifest.time, body: .file(path: path)) }
-        counters.remoteHits.add()
-        return served(manifest, at: path)
-    }
-
     /// Waits (at most `limit`) for uploads to the remote tier to finish; they read the run's
     /// live files, so this comes before those are removed.
     func drainUploads(limit: Duration = .seconds(30)) async {
@@ -300,7 +306,10 @@ public final class ChunkCacheHandler: CacheHandler {
     /// The go command is done. Nothing to do before the reply: the rest (uploads, removing the
     /// live files, statistics, the budget) happens in `endRun`, after the go command has moved on.
     /// Prefetch stops: nothing more will be asked.
-    public func close(context: CacheContext) async throws { prefetcher?.stop() }
+    public func close(context: CacheContext) async throws {
+        prefetcher?.stop()
+        remotePrefetcher?.stop()
+    }
 
     /// Ends a run, after the protocol stream is closed (the go command is not waiting any more):
     /// drains uploads to the remote tier, removes the live files if the go command sent `close`
@@ -316,7 +325,11 @@ public final class ChunkCacheHandler: CacheHandler {
             errors: counters.errors.current,
             goVersion: goVersion, version: version)
         await drainUploads()
-        // The prefetcher writes live files: it ends before they are removed.
+        // The prefetchers write live files: they end before those are removed.
+        if let report = await remotePrefetcher?.finish(), report.followed {
+            counters.prefetched.add(Int64(report.fetched))
+            logger.debug("remote prefetch: \(report.fetched) outputs (\(report.bytes) bytes) fetched ahead; stopped following \(report.divergences) times")
+        }
         if let report = prefetcher?.finish() {
             counters.prefetched.add(Int64(report.made))
             logger.debug("prefetch: \(report.made) outputs (\(report.bytes) bytes) made ahead, \(counters.prefetchUsed.current) of them asked for; stopped following \(report.divergences) times")
@@ -341,6 +354,11 @@ public final class ChunkCacheHandler: CacheHandler {
             }
         }
         maintain(logger: logger)
+        if let remote, !remote.configuration.readOnly {
+            // For a store elsewhere that has not seen this build: one request, unless unchanged.
+            let keys = order.digests
+            if keys != remotePrefetcher?.order { await remote.record(order: keys, context: context) }
+        }
         if !store.isReadOnly {
             do { try orders.record(RequestOrder(context: context, time: startedAt, keys: order.keys)) } catch {
                 diskFull.warn("could not record the order of this run's requests", error, logger: logger)

@@ -184,3 +184,31 @@ struct RemoteTests {
         #expect(throws: ActionResult.Malformed.self) { try ActionResult(decoding: bytes) }
     }
 }
+
+/// The order of a run's requests as the remote keeps it, for an empty store's prefetch.
+@Suite("Remote order")
+struct RemoteOrderTests {
+    @Test("an order reads back as written: whole keys, in order")
+    func roundTrip() {
+        let keys = (0..<300).map { SHA256.hash([UInt8($0 % 256), UInt8($0 / 256)]) }
+        #expect(RemoteOrder.decode(RemoteOrder.encode(keys)) == keys)
+        #expect(RemoteOrder.decode(RemoteOrder.encode([])) == [])
+    }
+
+    @Test("a truncated, padded, oversized or foreign order is refused, not misread")
+    func refusesDamage() {
+        let encoded = RemoteOrder.encode([SHA256.hash([1]), SHA256.hash([2])])
+        #expect(RemoteOrder.decode(Array(encoded.dropLast())) == nil)
+        #expect(RemoteOrder.decode(encoded + [0]) == nil)
+        var tooMany = RemoteOrder.magic
+        withUnsafeBytes(of: UInt32(RecordedOrders.maxKeys + 1).littleEndian) { tooMany.append(contentsOf: $0) }
+        #expect(RemoteOrder.decode(tooMany + [UInt8](repeating: 0, count: (RecordedOrders.maxKeys + 1) * 32)) == nil)
+        #expect(RemoteOrder.decode(Array("CCM1 a manifest, not an order".utf8)) == nil)
+    }
+
+    @Test("it is kept under a key of its own per context, which no action key can be")
+    func keys() {
+        #expect(RemoteTier.orderKey(context: 1) == RemoteTier.orderKey(context: 1))
+        #expect(RemoteTier.orderKey(context: 1) != RemoteTier.orderKey(context: 2))
+    }
+}

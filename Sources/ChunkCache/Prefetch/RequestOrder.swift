@@ -28,8 +28,9 @@ public struct RequestOrder: Sendable, Equatable {
     public static func prefix(of key: SHA256Digest) -> UInt64 { key.leadingWord }
 
     /// Collects a run's order as its gets arrive (from any thread); bounded by `limit` keys.
+    /// Whole keys are kept too, for the remote tier (which is asked by key).
     public final class Recorder: Sendable {
-        private let state = Mutex<(keys: [UInt64], seen: Set<UInt64>)>(([], []))
+        private let state = Mutex<(digests: [SHA256Digest], seen: Set<UInt64>)>(([], []))
         public let limit: Int
 
         public init(limit: Int = RecordedOrders.maxKeys) { self.limit = limit }
@@ -37,12 +38,14 @@ public struct RequestOrder: Sendable, Equatable {
         public func add(_ key: SHA256Digest) {
             let prefix = RequestOrder.prefix(of: key)
             state.withLock { state in
-                guard state.keys.count < limit, state.seen.insert(prefix).inserted else { return }
-                state.keys.append(prefix)
+                guard state.digests.count < limit, state.seen.insert(prefix).inserted else { return }
+                state.digests.append(key)
             }
         }
 
-        public var keys: [UInt64] { state.withLock { $0.keys } }
+        /// The keys' prefixes, in order.
+        public var keys: [UInt64] { digests.map(RequestOrder.prefix(of:)) }
+        public var digests: [SHA256Digest] { state.withLock { $0.digests } }
     }
 }
 

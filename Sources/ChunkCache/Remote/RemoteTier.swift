@@ -177,27 +177,81 @@ public final class RemoteTier: Sendable {
 
     /// The entry stored under `key`, or nil.
     public func entry(for key: SHA256Digest) async -> Entry? {
-        guard case .ok(let reply) = await request("GET", "ac/" + key.hex) else { return nil }
-        counters.remoteBytesDownloaded.add(Int64(reply.body.count))
-        if reply.body.starts(with: Manifest.magic) { return Entry(manifest: reply.body, inline: [:]) }  // the first layout
-        guard let result = try? ActionResult(decoding: reply.body),
-            let file = result.outputFiles.first(where: { $0.path == Self.manifestPath }),
-            let digest = SHA256Digest(hex: file.hash), file.size >= 0, file.size <= 1 << 30
-        else {
-            markDown("ac/\(key.hex.prefix(16)) is not an entry of ours")
-            return nil
-        }
+        guard let (body, result) = await actionResult(for: key, naming: Self.manifestPath) else { return nil }
+        if body.starts(with: Manifest.magic) { return Entry(manifest: body, inline: [:]) }  // the first layout
         var inline: [SHA256Digest: [UInt8]] = [:]
-        for output in result.outputFiles where output.path == Self.outputPath {
+        for output in result?.outputFiles ?? [] where output.path == Self.outputPath {
             if let contents = output.contents, let digest = SHA256Digest(hex: output.hash), SHA256.hash(contents) == digest {
                 inline[digest] = contents
             }
         }
-        if let contents = file.contents, contents.count == file.size, SHA256.hash(contents) == digest {
-            return Entry(manifest: contents, inline: inline)
-        }
-        guard let manifest = await blob(digest, size: Int(file.size)) else { return nil }
+        guard let result, let manifest = await namedBlob(Self.manifestPath, in: result) else { return nil }
         return Entry(manifest: manifest, inline: inline)
+    }
+
+    /// The `ActionResult` under `ac/<key>` (nil with the raw body for an entry of the first
+    /// layout, a manifest); nil if missing, or if it names no `path` (said once, and the remote
+    /// left alone for a while, unless it was only `hint`: not ours).
+    private func actionResult(for key: SHA256Digest, naming path: String, hint: Bool = false) async -> (body: [UInt8], result: ActionResult?)? {
+        guard case .ok(let reply) = await request("GET", "ac/" + key.hex) else { return nil }
+        counters.remoteBytesDownloaded.add(Int64(reply.body.count))
+        if reply.body.starts(with: Manifest.magic) { return (reply.body, nil) }
+        guard let result = try? ActionResult(decoding: reply.body), result.outputFiles.contains(where: { $0.path == path }) else {
+            if hint {
+                logger.debug("remote ac/\(key.hex.prefix(16)) does not read as \(path); not used")
+            } else {
+                markDown("ac/\(key.hex.prefix(16)) is not an entry of ours")
+            }
+            return nil
+        }
+        return (reply.body, result)
+    }
+
+    /// The blob `result` names at `path`: inline if it carries it and it checks out, else
+    /// fetched from `cas/` (up to 1 GiB); nil if missing or wrong.
+    private func namedBlob(_ path: String, in result: ActionResult) async -> [UInt8]? {
+        guard let file = result.outputFiles.first(where: { $0.path == path }), let digest = SHA256Digest(hex: file.hash),
+            file.size >= 0, file.size <= 1 << 30
+        else { return nil }
+        if let contents = file.contents, contents.count == file.size, SHA256.hash(contents) == digest { return contents }
+        return await blob(digest, size: Int(file.size))
+    }
+
+    /// Stores `blob` in `cas/`, then under `ac/<key>` an `ActionResult` naming it at `path`.
+    private func putEntry(_ key: SHA256Digest, _ blob: [UInt8], at path: String) async {
+        let digest = SHA256.hash(blob)
+        guard await putBlob(digest, blob) else { return }
+        await putActionResult(key, naming: blob, digest: digest, at: path)
+    }
+
+    /// Stores under `ac/<key>` an `ActionResult` naming `blob` (already in `cas/`) at `path`, and
+    /// carrying it inline, with `extra` files after it.
+    private func putActionResult(_ key: SHA256Digest, naming blob: [UInt8], digest: SHA256Digest, at path: String, extra: [ActionResult.OutputFile] = []) async {
+        let files = [ActionResult.OutputFile(path: path, hash: digest.hex, size: Int64(blob.count), contents: blob)] + extra
+        let entry = ActionResult(outputFiles: files).encoded()
+        guard case .ok = await request("PUT", "ac/" + key.hex, body: entry) else { return }
+        counters.remoteBytesUploaded.add(Int64(entry.count))
+    }
+
+    /// Where the order of the last run in `context` is kept: an entry like an output's, under a
+    /// key no action can have (a hash of a text of ours, not of an action).
+    static func orderKey(context: UInt64) -> SHA256Digest {
+        SHA256.hash(Array("chunkcache-order-1 \(context)".utf8))
+    }
+
+    /// The action keys the last run in `context` asked for, in its order (see `RemoteOrder`);
+    /// nil if none is kept or it does not read.
+    public func order(context: UInt64) async -> [SHA256Digest]? {
+        guard let (_, result) = await actionResult(for: Self.orderKey(context: context), naming: RemoteOrder.path, hint: true), let result,
+            let bytes = await namedBlob(RemoteOrder.path, in: result)
+        else { return nil }
+        return RemoteOrder.decode(bytes)
+    }
+
+    /// Keeps `keys` as the order of the last run in `context`, for an empty store's prefetch.
+    public func record(order keys: [SHA256Digest], context: UInt64) async {
+        guard !configuration.readOnly, isUp, !keys.isEmpty else { return }
+        await putEntry(Self.orderKey(context: context), RemoteOrder.encode(keys), at: RemoteOrder.path)
     }
 
     /// The blob with this hash, checked against it; nil if missing, unreachable or wrong.
@@ -272,43 +326,19 @@ public final class RemoteTier: Sendable {
         return true
     }
 
-    /// Uploads the chunks the remote lacks (asking with HEAD first, `parallelism` at a time),
-    /// then the manifest into `cas/`, then the entry into `ac/`. The chunks are read from `body`,
-    /// the output's plain file, by their sizes in order; nothing that does not check out is sent.
+    /// Uploads the chunks the remote lacks (asking with HEAD first, `parallelism` at a time) and,
+    /// at the same time, the manifest into `cas/`; then the entry into `ac/`, once every blob it
+    /// names is there. The chunks are read from `body`, the output's plain file, by their sizes
+    /// in order; nothing that does not check out is sent.
     public func upload(key: SHA256Digest, manifest: [UInt8], chunks: [(digest: SHA256Digest, size: Int)], body: String) async {
         guard !configuration.readOnly, isUp else { return }
-        if !chunks.isEmpty {
-            guard let descriptor = try? FileDescriptor.open(body, [.readOnly]) else { return }
-            defer { descriptor.close() }
-            var offsets: [(digest: SHA256Digest, size: Int, offset: Int64)] = []
-            var seen = Set<SHA256Digest>()
-            var offset: Int64 = 0
-            for chunk in chunks {
-                if seen.insert(chunk.digest).inserted { offsets.append((chunk.digest, chunk.size, offset)) }
-                offset += Int64(chunk.size)
-            }
-            let sent = await allSucceed(offsets) { chunk in
-                switch await self.request("HEAD", "cas/" + chunk.digest.hex) {
-                case .ok: return true
-                case .failed: return false
-                case .notFound: break
-                }
-                var bytes = [UInt8](repeating: 0, count: chunk.size)
-                // The file changed under us: upload nothing that does not check out.
-                guard (try? bytes.withUnsafeMutableBytes({ try descriptor.readFully(into: $0, at: chunk.offset) })) == chunk.size,
-                    SHA256.hash(bytes) == chunk.digest
-                else { return false }
-                return await self.putBlob(chunk.digest, bytes)
-            }
-            guard sent else { return }
-        }
         let manifestDigest = SHA256.hash(manifest)
-        guard await putBlob(manifestDigest, manifest) else { return }
-        var files: [ActionResult.OutputFile] = [
-            .init(path: Self.manifestPath, hash: manifestDigest.hex, size: Int64(manifest.count), contents: manifest)
-        ]
+        async let manifestSent = putBlob(manifestDigest, manifest)
+        let chunksSent = await uploadChunks(chunks, from: body)
+        guard await manifestSent, chunksSent else { return }
         // A small output's chunks go inline too (they are in cas/ as well, as bazel-remote
         // requires of every blob an entry names).
+        var files: [ActionResult.OutputFile] = []
         let total = chunks.reduce(0) { $0 + $1.size }
         if !chunks.isEmpty, total <= Self.inlineLimit, let bytes = try? FileSystem.readFile(body), bytes.count == total {
             var offset = 0
@@ -320,8 +350,63 @@ public final class RemoteTier: Sendable {
                 files.append(.init(path: Self.outputPath, hash: chunk.digest.hex, size: Int64(chunk.size), contents: piece))
             }
         }
-        let entry = ActionResult(outputFiles: files).encoded()
-        guard case .ok = await request("PUT", "ac/" + key.hex, body: entry) else { return }
-        counters.remoteBytesUploaded.add(Int64(entry.count))
+        await putActionResult(key, naming: manifest, digest: manifestDigest, at: Self.manifestPath, extra: files)
+    }
+
+    /// Uploads those of `chunks` the remote lacks, read from `body` and checked; false if any
+    /// could not be.
+    private func uploadChunks(_ chunks: [(digest: SHA256Digest, size: Int)], from body: String) async -> Bool {
+        guard !chunks.isEmpty else { return true }
+        guard let descriptor = try? FileDescriptor.open(body, [.readOnly]) else { return false }
+        defer { descriptor.close() }
+        var offsets: [(digest: SHA256Digest, size: Int, offset: Int64)] = []
+        var seen = Set<SHA256Digest>()
+        var offset: Int64 = 0
+        for chunk in chunks {
+            if seen.insert(chunk.digest).inserted { offsets.append((chunk.digest, chunk.size, offset)) }
+            offset += Int64(chunk.size)
+        }
+        return await allSucceed(offsets) { chunk in
+            switch await self.request("HEAD", "cas/" + chunk.digest.hex) {
+            case .ok: return true
+            case .failed: return false
+            case .notFound: break
+            }
+            var bytes = [UInt8](repeating: 0, count: chunk.size)
+            // The file changed under us: upload nothing that does not check out.
+            guard (try? bytes.withUnsafeMutableBytes({ try descriptor.readFully(into: $0, at: chunk.offset) })) == chunk.size,
+                SHA256.hash(bytes) == chunk.digest
+            else { return false }
+            return await self.putBlob(chunk.digest, bytes)
+        }
+    }
+}
+
+/// The order of a run's gets as the remote keeps it: whole action keys (the remote is asked by
+/// key), each once, at most `RecordedOrders.maxKeys`. Only a hint: every entry it names is
+/// fetched and checked as a get's would be, so a wrong or hostile order costs fetches, never an
+/// output.
+enum RemoteOrder {
+    /// Where its `ActionResult` names it.
+    static let path = "chunkcache.order"
+    static let magic: [UInt8] = Array("chunkcache-remote-order-1\n".utf8)
+
+    static func encode(_ keys: [SHA256Digest]) -> [UInt8] {
+        var out = magic
+        out.reserveCapacity(magic.count + 4 + keys.count * SHA256.byteCount)
+        withUnsafeBytes(of: UInt32(keys.count).littleEndian) { out.append(contentsOf: $0) }
+        for key in keys { out.append(contentsOf: key.bytes) }
+        return out
+    }
+
+    /// The keys, or nil if `bytes` is not an order (wrong magic, wrong length, too many keys).
+    static func decode(_ bytes: [UInt8]) -> [SHA256Digest]? {
+        guard bytes.starts(with: magic), bytes.count >= magic.count + 4 else { return nil }
+        return bytes.withUnsafeBytes { raw -> [SHA256Digest]? in
+            let count = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: magic.count, as: UInt32.self)))
+            let start = magic.count + 4
+            guard count <= RecordedOrders.maxKeys, raw.count == start + count * SHA256.byteCount else { return nil }
+            return (0..<count).map { SHA256Digest(unsafeBytes: UnsafeRawBufferPointer(rebasing: raw[(start + $0 * SHA256.byteCount)...])) }
+        }
     }
 }
