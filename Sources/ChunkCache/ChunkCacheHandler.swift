@@ -87,7 +87,9 @@ public final class ChunkCacheHandler: CacheHandler {
     /// Fetches from the remote what the last run in this context asked for, wherever it ran;
     /// nil without a remote or with prefetch off.
     private let remotePrefetcher: RemotePrefetcher<RemoteOutputs.Fetched>?
-    private let uploads = UploadQueue(limit: 4)
+    /// Outputs uploading at once: each mostly waits for its three round trips (chunks asked for
+    /// and sent, the entry), so more in flight keeps a cold build's uploads from trailing it.
+    private let uploads = UploadQueue(limit: 16)
     public let budget: Budget
     /// Decompressed outputs kept between runs, if the budget allows any.
     public let kept: KeptOutputs?
