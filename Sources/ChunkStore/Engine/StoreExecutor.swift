@@ -37,9 +37,13 @@ public final class StoreExecutor: TaskExecutor {
     private let state = Mutex(State())
     private let wake = DispatchSemaphore(value: 0)
 
-    public init(maxThreads: Int) {
+    /// Whether its threads run at low priority (`StoreThread.lowerPriority`): for background work.
+    public let lowPriority: Bool
+
+    public init(maxThreads: Int, lowPriority: Bool = false) {
         precondition(maxThreads > 0)
         self.maxThreads = maxThreads
+        self.lowPriority = lowPriority
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
@@ -89,8 +93,11 @@ public final class StoreExecutor: TaskExecutor {
     }
 
     private func startThread() {
-        // The thread holds the executor for good (`shared` lives as long as the process).
-        StoreThread.start { self.work() }
+        // The thread holds the executor for good (executors are static: they live as long as the process).
+        StoreThread.start {
+            if self.lowPriority { StoreThread.lowerPriority() }
+            self.work()
+        }
     }
 }
 
