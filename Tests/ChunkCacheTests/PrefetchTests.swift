@@ -37,7 +37,18 @@ struct PrefetchTests {
         #expect(drain(&plan) == Array(0...7))  // 8 past the furthest request (none yet: -1)
         plan.observe(1)  // the run asks for position 0
         #expect(drain(&plan) == [8])
-        plan.observe(20)  // and jumps ahead: what it jumped over is still made, but not what it asked for
+        plan.observe(20)  // and jumps ahead: what is behind it is left to the gets
+        #expect(drain(&plan) == Array(20...27))
+        #expect(plan.cursor == 19)
+    }
+
+    @Test("filling gaps (for a remote), what a run jumped over is still handed out, but never what it asked for")
+    func fillsGaps() {
+        var plan = PrefetchPlan(orders: [Self.order], context: 7, lead: Self.lead, fillsGaps: true)
+        #expect(drain(&plan) == Array(0...7))
+        plan.observe(1)
+        #expect(drain(&plan) == [8])
+        plan.observe(20)
         #expect(drain(&plan) == Array(9...18) + Array(20...27))
         #expect(plan.cursor == 19)
         plan.observe(11)  // behind the furthest request: the lead stays where it was

@@ -51,10 +51,16 @@ public struct PrefetchPlan: Sendable {
     private var streak: (order: Int, position: Int, count: Int)?
     public private(set) var divergences = 0
 
+    /// Whether positions a run jumped over are still handed out: worth it where each costs a get
+    /// round trips (a remote), not where a get makes its output as fast as prefetch would (local:
+    /// the get would then wait for a low-priority thread; 7 % slower warm `go build std`).
+    public let fillsGaps: Bool
+
     /// Follows the newest order recorded in `context`, if there is one.
-    public init(orders: [RequestOrder], context: UInt64?, lead: Lead) {
+    public init(orders: [RequestOrder], context: UInt64?, lead: Lead, fillsGaps: Bool = false) {
         self.orders = orders
         self.lead = lead
+        self.fillsGaps = fillsGaps
         if let context, context != 0, let newest = orders.lastIndex(where: { $0.context == context }) {
             follow(newest, from: -1)
         }
@@ -134,11 +140,12 @@ public struct PrefetchPlan: Sendable {
         asked = []
     }
 
-    /// Notes a get at `position`. Positions the run jumped over are still handed out (the go
-    /// command's order is the last run's with its workers' timing shuffled in, so they are asked
-    /// for soon); the lead is counted past the furthest.
+    /// Notes a get at `position`; the lead is counted past the furthest. Positions the run
+    /// jumped over are handed out still if `fillsGaps` (they are asked for soon: the go command's
+    /// order is the last run's with its workers' timing shuffled in), else left to the gets.
     private mutating func advance(to position: Int) {
         asked.insert(position)
+        if !fillsGaps { next = max(next, position + 1) }
         skipAsked()
         guard position > cursor else { return }
         cursor = position

@@ -143,7 +143,7 @@ public final class RemotePrefetcher<Fetched: Sendable>: Sendable {
         guard let keys = await order(), !keys.isEmpty, !state.withLock({ $0.stopped }) else { return }
         let recorded = RequestOrder(context: context, time: .now, keys: keys.map(RequestOrder.prefix(of:)))
         state.withLock { state in
-            var plan = PrefetchPlan(orders: [recorded], context: context, lead: lead)
+            var plan = PrefetchPlan(orders: [recorded], context: context, lead: lead, fillsGaps: true)
             for prefix in state.early { plan.observe(prefix) }
             state.early = []
             for key in keys where state.digests[RequestOrder.prefix(of: key)] == nil { state.digests[RequestOrder.prefix(of: key)] = key }
