@@ -41,7 +41,7 @@ public struct PrefetchPlan: Sendable {
     public private(set) var cursor = -1
     /// The next position to hand out (never one already asked for).
     private var next = 0
-    /// Positions the run has asked for, in the order followed.
+    /// Positions the run has asked for, in the order followed (kept only when `fillsGaps`).
     private var asked: Set<Int> = []
     /// Bytes prefetched at positions past `cursor`, by position.
     private var ahead: [Int: Int64] = [:]
@@ -144,9 +144,12 @@ public struct PrefetchPlan: Sendable {
     /// jumped over are handed out still if `fillsGaps` (they are asked for soon: the go command's
     /// order is the last run's with its workers' timing shuffled in), else left to the gets.
     private mutating func advance(to position: Int) {
-        asked.insert(position)
-        if !fillsGaps { next = max(next, position + 1) }
-        skipAsked()
+        if fillsGaps {
+            asked.insert(position)
+            skipAsked()
+        } else {
+            next = max(next, position + 1)  // nothing at or before it is handed out: no set to keep
+        }
         guard position > cursor else { return }
         cursor = position
         for (done, size) in ahead where done <= position {
