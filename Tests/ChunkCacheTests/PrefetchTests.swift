@@ -133,15 +133,26 @@ struct PrefetchTests {
         let started = DispatchSemaphore(value: 0)
         let release = DispatchSemaphore(value: 0)
         let makes = AtomicCounter()
-        let prefetch = Task.detached {
-            outputs.makeUnlessPresent(id) {
-                makes.add()
-                started.signal()
-                release.wait()
-                return "/prefetched"
+        // The prefetch blocks a thread of its own, as the prefetcher's threads do: never one of
+        // Swift's cooperative threads (one per core), which every other test shares.
+        let prefetch = Task {
+            await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    continuation.resume(returning: outputs.makeUnlessPresent(id) {
+                        makes.add()
+                        started.signal()
+                        release.wait()
+                        return "/prefetched"
+                    })
+                }
             }
         }
-        started.wait()
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                started.wait()
+                continuation.resume()
+            }
+        }
         let get = Task {
             try await outputs.file(id) {
                 makes.add()

@@ -120,7 +120,9 @@ public final class CacheProgClient: Sendable {
     ) async throws -> (result: R, exitStatus: Int32) {
         let child = try ChildProcess.launch(arguments, environment: environment)
         let reader = FileDescriptorReader(child.output)
-        let writer = FileDescriptorWriter(child.input, closesDescriptor: true)
+        // Put bodies block while the program does not read: off the cooperative threads, which
+        // must stay free to read its responses.
+        let writer = FileDescriptorWriter(child.input, closesDescriptor: true, offThePool: true)
         let outcome: Result<R, any Error>
         do {
             outcome = .success(try await withConnection(

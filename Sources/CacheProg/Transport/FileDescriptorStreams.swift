@@ -44,26 +44,40 @@ public struct FileDescriptorReader: ByteReader {
 
 /// Writes a file descriptor (a pipe, usually standard output), one write at a time, in order.
 ///
-/// A lock, not an actor: the write happens on the thread of the task that has the response (a
-/// server's request task, on its handler's executor), with no hop to another thread and back.
-/// Writes are blocking but short (responses are small and the peer reads them promptly); a
-/// writer of large requests (a client's put bodies) blocks its own thread for as long.
+/// By default a lock, not an actor: the write happens on the thread of the task that has the
+/// response (a server's request task, on its handler's executor), with no hop to another thread
+/// and back. That suits a server, whose writes are short (responses are small and the peer reads
+/// them promptly). A client's writes are put bodies, which block for as long as the peer does not
+/// read; on Swift's cooperative threads (one per core) a few of those can hold every thread, so
+/// that the task that would read the peer's responses (and so unblock the peer) never runs.
+/// `offThePool` sends each write to a dispatch queue of the writer's own instead.
 public final class FileDescriptorWriter: ByteWriter {
     private let descriptor: FileDescriptor
     private let closesDescriptor: Bool
     /// Held for each write, so writes never interleave; true once closed.
     private let closed = Mutex(false)
+    /// Where writes run when they must not block the caller's thread.
+    private let queue: DispatchQueue?
 
-    /// Writes to `descriptor`; `close()` closes it only if `closesDescriptor`.
-    public init(_ descriptor: FileDescriptor, closesDescriptor: Bool = false) {
+    /// Writes to `descriptor`; `close()` closes it only if `closesDescriptor`. With `offThePool`,
+    /// writes run on a thread of their own, never the caller's.
+    public init(_ descriptor: FileDescriptor, closesDescriptor: Bool = false, offThePool: Bool = false) {
         self.descriptor = descriptor
         self.closesDescriptor = closesDescriptor
+        self.queue = offThePool ? DispatchQueue(label: "FileDescriptorWriter.\(descriptor.rawValue)") : nil
     }
 
-    public func write(_ bytes: [UInt8]) async throws {
+    private func writeNow(_ bytes: [UInt8]) throws {
         try closed.withLock { closed in
             guard !closed else { throw SystemError("write", code: 9 /* EBADF */) }
             try descriptor.writeAll(bytes)
+        }
+    }
+
+    public func write(_ bytes: [UInt8]) async throws {
+        guard let queue else { return try writeNow(bytes) }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            queue.async { continuation.resume(with: Result { try self.writeNow(bytes) }) }
         }
     }
 
