@@ -75,7 +75,7 @@ struct HandlerTests {
             _ = try await client.put(actionID(0), body: body(0))
             // gc's exclusive hold, on a thread of its own, as another process's gc would be.
             let store = cache.store
-            DispatchQueue.global().async {
+            DispatchQueue(label: "gc").async {
                 _ = try? store.lock.withExclusive {
                     held.store(true, ordering: .sequentiallyConsistent)
                     usleep(1_500_000)

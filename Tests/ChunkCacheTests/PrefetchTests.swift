@@ -134,10 +134,11 @@ struct PrefetchTests {
         let release = DispatchSemaphore(value: 0)
         let makes = AtomicCounter()
         // The prefetch blocks a thread of its own, as the prefetcher's threads do: never one of
-        // Swift's cooperative threads (one per core), which every other test shares.
+        // Swift's cooperative threads (one per core; on Linux the global queue's), which every
+        // other test shares.
         let prefetch = Task {
             await withCheckedContinuation { continuation in
-                DispatchQueue.global().async {
+                DispatchQueue(label: "prefetch").async {
                     continuation.resume(returning: outputs.makeUnlessPresent(id) {
                         makes.add()
                         started.signal()
@@ -148,7 +149,7 @@ struct PrefetchTests {
             }
         }
         await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
+            DispatchQueue(label: "waiting for the prefetch").async {
                 started.wait()
                 continuation.resume()
             }

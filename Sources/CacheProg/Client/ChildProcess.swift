@@ -80,7 +80,9 @@ struct ChildProcess: Sendable {
     func wait() async -> Int32 {
         let pid = self.pid
         return await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
+            // A queue of its own: it runs on a thread beyond the global pool, which Swift's
+            // cooperative threads are on Linux, so a blocked waitpid never holds one of them.
+            DispatchQueue(label: "ChildProcess.wait.\(pid)").async {
                 var status: Int32 = 0
                 while waitpid(pid, &status, 0) == -1, errno == EINTR {}
                 let signal = status & 0x7F
