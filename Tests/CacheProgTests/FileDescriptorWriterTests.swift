@@ -2,6 +2,7 @@ import CacheProg
 import Dispatch
 import FileIO
 import Synchronization
+import TestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -27,16 +28,14 @@ struct FileDescriptorWriterTests {
         let expected = writes * body.count
         let startReading = DispatchSemaphore(value: 0)
         let reading = Task {
-            await withCheckedContinuation { continuation in
-                DispatchQueue(label: "peer").async {
-                    let told = startReading.wait(timeout: .now() + .seconds(10)) == .success
-                    let reader = FileDescriptor(rawValue: readEnd)
-                    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-                    var total = 0
-                    while total < expected, let n = try? buffer.withUnsafeMutableBytes({ try reader.read(into: $0) }), n > 0 { total += n }
-                    reader.close()
-                    continuation.resume(returning: (told, total))
-                }
+            await onThreadOfItsOwn("peer") {
+                let told = startReading.wait(timeout: .now() + .seconds(10)) == .success
+                let reader = FileDescriptor(rawValue: readEnd)
+                var buffer = [UInt8](repeating: 0, count: 1 << 16)
+                var total = 0
+                while total < expected, let n = try? buffer.withUnsafeMutableBytes({ try reader.read(into: $0) }), n > 0 { total += n }
+                reader.close()
+                return (told, total)
             }
         }
         let writing = Task {

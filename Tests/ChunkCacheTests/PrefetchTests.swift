@@ -137,23 +137,16 @@ struct PrefetchTests {
         // Swift's cooperative threads (one per core; on Linux the global queue's), which every
         // other test shares.
         let prefetch = Task {
-            await withCheckedContinuation { continuation in
-                DispatchQueue(label: "prefetch").async {
-                    continuation.resume(returning: outputs.makeUnlessPresent(id) {
-                        makes.add()
-                        started.signal()
-                        release.wait()
-                        return "/prefetched"
-                    })
+            await onThreadOfItsOwn("prefetch") {
+                outputs.makeUnlessPresent(id) {
+                    makes.add()
+                    started.signal()
+                    release.wait()
+                    return "/prefetched"
                 }
             }
         }
-        await withCheckedContinuation { continuation in
-            DispatchQueue(label: "waiting for the prefetch").async {
-                started.wait()
-                continuation.resume()
-            }
-        }
+        await onThreadOfItsOwn("waiting for the prefetch") { started.wait() }
         let get = Task {
             try await outputs.file(id) {
                 makes.add()
