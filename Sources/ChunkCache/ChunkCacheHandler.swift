@@ -72,8 +72,10 @@ public final class ChunkCacheHandler: CacheHandler {
     public let live: LiveFiles
     /// The live files made in this run, or being made.
     public let outputs = LiveOutputs()
-    /// The order of this run's gets and puts, recorded when it ends for the next run to prefetch by.
+    /// The order of this run's gets and puts, recorded at `close` (or when input ends without
+    /// one) for the next run to prefetch by.
     private let order = RequestOrder.Recorder()
+    private let orderRecorded = Atomic<Bool>(false)
     private let orders: RecordedOrders
     private let context: UInt64
     /// Makes ahead what this build asked for last time; nil when prefetch is off or the store
@@ -311,12 +313,15 @@ public final class ChunkCacheHandler: CacheHandler {
         await uploads.drain(limit: limit)
     }
 
-    /// The go command is done. Nothing to do before the reply: the rest (uploads, removing the
-    /// live files, statistics, the budget) happens in `endRun`, after the go command has moved on.
-    /// Prefetch stops: nothing more will be asked.
+    /// The go command is done. Prefetch stops: nothing more will be asked. The order of this
+    /// run's requests is recorded before the reply (a small file), so that the next build, which
+    /// may start the moment this go command exits, can follow it; the rest (uploads, removing the
+    /// live files, statistics, recompression, the budget) happens in `endRun`, after the go
+    /// command has moved on.
     public func close(context: CacheContext) async throws {
         prefetcher?.stop()
         remotePrefetcher?.stop()
+        recordOrder(logger: context.logger)
     }
 
     /// Ends a run, after the protocol stream is closed (the go command is not waiting any more):
@@ -344,6 +349,13 @@ public final class ChunkCacheHandler: CacheHandler {
         }
         if closed { live.removeAll() } else { live.markKept() }
         finish(logger: logger)
+        recordOrder(logger: logger)  // input ended without `close`
+        if let remote, !remote.configuration.readOnly {
+            // For a store elsewhere that has not seen this build: one request, unless unchanged.
+            // Before the background work below, for the same reason as the local order.
+            let keys = order.digests
+            if keys != remotePrefetcher?.order { await remote.record(order: keys, context: context) }
+        }
         if let level = budget.recompressLevel, !store.isReadOnly {
             // The run's buffers are free: return their pages before the background work, so
             // the process's peak stays that of the busier of the two.
@@ -362,19 +374,20 @@ public final class ChunkCacheHandler: CacheHandler {
             }
         }
         maintain(logger: logger)
-        if let remote, !remote.configuration.readOnly {
-            // For a store elsewhere that has not seen this build: one request, unless unchanged.
-            let keys = order.digests
-            if keys != remotePrefetcher?.order { await remote.record(order: keys, context: context) }
-        }
         if !store.isReadOnly {
-            do { try orders.record(RequestOrder(context: context, time: startedAt, keys: order.keys)) } catch {
-                diskFull.warn("could not record the order of this run's requests", error, logger: logger)
-            }
             record.after = ContinuousClock.now - started - served
             do { try history.append(record) } catch { diskFull.warn("could not record the run", error, logger: logger) }
         }
         diskFull.summary(logger: logger)
+    }
+
+    /// Saves the order of this run's requests (once per run), for the next run in the same
+    /// context to prefetch by.
+    func recordOrder(logger: Logger) {
+        guard !store.isReadOnly, !orderRecorded.exchange(true, ordering: .relaxed) else { return }
+        do { try orders.record(RequestOrder(context: context, time: startedAt, keys: order.keys)) } catch {
+            diskFull.warn("could not record the order of this run's requests", error, logger: logger)
+        }
     }
 
     /// Saves this run's counters and last-use times.

@@ -236,6 +236,26 @@ struct PrefetchTests {
         await cache.endRun(closed: true, logger: Logger(label: "test"))
     }
 
+    @Test("a build started the moment the last one's close is answered follows its order, while the last run's process still has its background work ahead")
+    func orderRecordedAtClose() async throws {
+        defer { try? FileSystem.removeTree(temp) }
+        let first = try handler()
+        _ = try await withInProcessServer(first) { client in
+            for n in 0..<10 {
+                #expect(try await client.get(actionID(n)) == nil)
+                _ = try await client.put(actionID(n), body: body(n))
+            }
+            try await client.close()
+        }
+        // The first run has not ended (its recompression and trim would come in endRun).
+        let next = try handler()
+        try await waitForPrefetch(8, by: next)
+        #expect(made(10, by: next) == Array(0...7))
+        await next.endRun(closed: true, logger: Logger(label: "test"))
+        await first.endRun(closed: true, logger: Logger(label: "test"))
+        #expect(RecordedOrders(store: first.store).load().count == 1)
+    }
+
     @Test("with prefetch off, or in another context before it asks for anything, nothing is made ahead")
     func nothingAheadUnasked() async throws {
         defer { try? FileSystem.removeTree(temp) }
