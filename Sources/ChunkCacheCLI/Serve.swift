@@ -75,6 +75,11 @@ extension ChunkCacheCommand {
             logger.logLevel = verbose ? .debug : .warning
             let directory = try store.resolvedDirectory
             let limits = try budget.resolved(for: directory)
+            // The go command waits for the handshake before it goes on; opening the store (the
+            // catalog, the recorded orders, sweeping old live files) takes a few milliseconds
+            // more, which now overlap with the go command's own start instead of preceding it.
+            // Its first request waits in the pipe until the store is open.
+            try await CacheServer.sendCapabilitiesOverStandardOutput()
             var remoteConfiguration: RemoteTier.Configuration?
             if let url = remote ?? environment("CHUNKCACHE_REMOTE"), !url.isEmpty {
                 var headers: [String: String] = [:]
@@ -157,7 +162,7 @@ extension ChunkCacheCommand {
             let server = CacheServer(
                 handler: handler, middleware: [LoggingMiddleware(), MetricsMiddleware(metrics: metrics)],
                 configuration: .init(spoolDirectory: spoolDirectory), logger: logger)
-            let ending = try await server.runOverStandardStreams()
+            let ending = try await server.runOverStandardStreams(capabilitiesSent: true)
             logger.debug("served (\(ending)):\n\(metrics.summary())")
             return ending
         }

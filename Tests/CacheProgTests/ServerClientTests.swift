@@ -1,4 +1,5 @@
 import CacheProg
+import CacheProgTesting
 import FileIO
 import Synchronization
 import Testing
@@ -27,6 +28,40 @@ struct ServerClientTests {
         #expect(try FileSystem.readFile(entry.diskPath) == body)
         #expect(stored.diskPath == entry.diskPath)
         #expect(try FileSystem.contentsOfDirectory(dir).allSatisfy { !$0.hasSuffix(".tmp") })
+    }
+
+    @Test("capabilities sent before the handler exists: the handshake completes at once, requests sent meanwhile are answered once the server runs, and no second capabilities message follows")
+    func capabilitiesBeforeHandler() async throws {
+        let dir = try makeTemporaryDirectory()
+        defer { try? FileSystem.removeTree(dir) }
+        let requests = InMemoryPipe()
+        let responses = InMemoryPipe()
+        try await CacheServer.sendCapabilities(to: responses.writer)
+        let handshaken = AtomicCounter()
+        let body = pseudoRandomBytes(10_000, seed: 5)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                let (stored, entry) = try await CacheProgClient.withConnection(reader: responses.reader, writer: requests.writer, requestTimeout: .seconds(60)) { client in
+                    handshaken.add()
+                    async let stored = client.put(actionID(1), body: body)  // sent while no server runs
+                    let stillThere = try await stored
+                    let entry = try await client.get(actionID(1))
+                    try await client.close()
+                    return (stillThere, entry)
+                }
+                #expect(try FileSystem.readFile(try #require(entry).diskPath) == body)
+                #expect(stored.diskPath == entry?.diskPath)
+            }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while handshaken.current == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+            #expect(handshaken.current == 1)
+            try await Task.sleep(for: .milliseconds(20))  // the put waits in the pipe: the handler is still being made
+            let server = CacheServer(handler: MemoryCache(directory: dir), configuration: .init(inMemoryBodyLimit: 4096, spoolDirectory: dir))
+            let ending = try await server.run(input: requests.reader, output: responses.writer, capabilitiesSent: true)
+            await responses.writer.close()
+            #expect(ending == .closed)
+            try await group.waitForAll()
+        }
     }
 
     /// A backend that names where large bodies are spooled, and records where they arrived.

@@ -5,7 +5,8 @@ import Logging
 /// Serves the GOCACHEPROG protocol: reads requests, runs them through middleware into a
 /// `CacheHandler`, and writes the responses.
 ///
-/// It sends the capabilities message first, runs up to `maxConcurrentRequests` requests at once
+/// It sends the capabilities message first (unless `sendCapabilities(to:)` did, before the
+/// handler was made), runs up to `maxConcurrentRequests` requests at once
 /// (each in a task of its own, on the executor the handler names for it, if any) and answers each as
 /// it completes (so in any order), through one writer. The reading loop never waits for a
 /// handler, except for a free slot when that many are in flight. A request it cannot
@@ -65,9 +66,18 @@ public struct CacheServer: Sendable {
         case close(id: Int64)
     }
 
-    /// Serves until `close` or the end of `input`.
-    public func run(input: some ByteReader, output: some ByteWriter) async throws -> Ending {
-        try await output.write(Response.capabilities(Self.knownCommands).encoded())
+    /// Sends the capabilities message before there is a server, for a program whose handler takes
+    /// time to make (a store to open): the go command waits for this message before it goes on,
+    /// and the message does not depend on the handler. Requests sent meanwhile wait in the input
+    /// until `run(input:output:capabilitiesSent: true)` reads them.
+    public static func sendCapabilities(to output: some ByteWriter) async throws {
+        try await output.write(Response.capabilities(knownCommands).encoded())
+    }
+
+    /// Serves until `close` or the end of `input`, first sending the capabilities message unless
+    /// `capabilitiesSent` (see `sendCapabilities(to:)`).
+    public func run(input: some ByteReader, output: some ByteWriter, capabilitiesSent: Bool = false) async throws -> Ending {
+        if !capabilitiesSent { try await Self.sendCapabilities(to: output) }
         var decoder = RequestDecoder(maxBodySize: configuration.maxBodySize)
         var spool: (Request, BodySpool)?
         var ready: [Work] = []
@@ -186,8 +196,14 @@ public struct CacheServer: Sendable {
 }
 
 extension CacheServer {
-    /// Serves the go command over this process's standard input and output, as a GOCACHEPROG.
-    public func runOverStandardStreams() async throws -> Ending {
-        try await run(input: FileDescriptorReader(.standardInput), output: FileDescriptorWriter(.standardOutput))
+    /// Serves the go command over this process's standard input and output, as a GOCACHEPROG
+    /// (`capabilitiesSent`: see `sendCapabilitiesOverStandardOutput`).
+    public func runOverStandardStreams(capabilitiesSent: Bool = false) async throws -> Ending {
+        try await run(input: FileDescriptorReader(.standardInput), output: FileDescriptorWriter(.standardOutput), capabilitiesSent: capabilitiesSent)
+    }
+
+    /// `sendCapabilities(to:)` on this process's standard output.
+    public static func sendCapabilitiesOverStandardOutput() async throws {
+        try await sendCapabilities(to: FileDescriptorWriter(.standardOutput))
     }
 }
