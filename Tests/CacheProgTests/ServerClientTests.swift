@@ -37,29 +37,37 @@ struct ServerClientTests {
         let requests = InMemoryPipe()
         let responses = InMemoryPipe()
         try await CacheServer.sendCapabilities(to: responses.writer)
-        let handshaken = AtomicCounter()
+        // Yields once the client has its handshake; ends either way when the client is done.
+        let (handshakes, handshaken) = AsyncStream<Void>.makeStream()
         let body = pseudoRandomBytes(10_000, seed: 5)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                let (stored, entry) = try await CacheProgClient.withConnection(reader: responses.reader, writer: requests.writer, requestTimeout: .seconds(60)) { client in
-                    handshaken.add()
-                    async let stored = client.put(actionID(1), body: body)  // sent while no server runs
-                    let stillThere = try await stored
+                defer { handshaken.finish() }
+                let (stored, entry) = try await CacheProgClient.withConnection(
+                    reader: responses.reader, writer: requests.writer, handshakeTimeout: .seconds(120), requestTimeout: .seconds(120)
+                ) { client in
+                    handshaken.yield()
+                    let stored = try await client.put(actionID(1), body: body)  // sent before any server runs
                     let entry = try await client.get(actionID(1))
                     try await client.close()
-                    return (stillThere, entry)
+                    return (stored, entry)
                 }
                 #expect(try FileSystem.readFile(try #require(entry).diskPath) == body)
                 #expect(stored.diskPath == entry?.diskPath)
             }
-            let deadline = ContinuousClock.now + .seconds(10)
-            while handshaken.current == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
-            #expect(handshaken.current == 1)
-            try await Task.sleep(for: .milliseconds(20))  // the put waits in the pipe: the handler is still being made
-            let server = CacheServer(handler: MemoryCache(directory: dir), configuration: .init(inMemoryBodyLimit: 4096, spoolDirectory: dir))
-            let ending = try await server.run(input: requests.reader, output: responses.writer, capabilitiesSent: true)
+            var completed = false
+            for await _ in handshakes {
+                completed = true
+                break
+            }
+            #expect(completed, "the handshake completes with no server running")
+            if completed {
+                try await Task.sleep(for: .milliseconds(20))  // the put waits in the pipe: the handler is still being made
+                let server = CacheServer(handler: MemoryCache(directory: dir), configuration: .init(inMemoryBodyLimit: 4096, spoolDirectory: dir))
+                let ending = try await server.run(input: requests.reader, output: responses.writer, capabilitiesSent: true)
+                #expect(ending == .closed)
+            }
             await responses.writer.close()
-            #expect(ending == .closed)
             try await group.waitForAll()
         }
     }
